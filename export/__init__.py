@@ -1,0 +1,1 @@
+"""Export trained rlra_tf models to SavedModel and ONNX."""

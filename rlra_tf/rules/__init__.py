@@ -1,0 +1,36 @@
+"""Learning rules as plain tensor maths over a trace of the forward pass.
+
+Names: `"rec_lra"` (`RecLRA`), `"lra"` (`LRA`), `"fa"` (`FA`), `"dfa"` (`DFA`), `"bp"` (`BP`).
+"""
+
+from rlra_tf.rules.base import Rule, Signals, output_error, propagate
+from rlra_tf.rules.feedback_alignment import BP, DFA, FA
+from rlra_tf.rules.lra import LRA, RecLRA
+from rlra_tf.rules.trace import BlockTrace, Trace, UnitTrace
+
+RULES = {cls.name: cls for cls in (RecLRA, LRA, FA, DFA, BP)}
+NAMES = tuple(RULES)
+
+
+def get(rule):
+    """A rule object from a name, a config dict (`{"name": ..., "config": {...}}`) or a rule."""
+    if isinstance(rule, Rule):
+        return rule
+    if isinstance(rule, dict):
+        name, config = rule.get("name"), rule.get("config", {})
+    else:
+        name, config = rule, {}
+    if name not in RULES:
+        raise ValueError(f"Unknown rule {rule!r}; expected one of {list(NAMES)} or a Rule object.")
+    return RULES[name].from_config(config)
+
+
+def serialize(rule):
+    rule = get(rule)
+    return {"name": rule.name, "config": rule.get_config()}
+
+
+__all__ = [
+    "BP", "DFA", "FA", "LRA", "NAMES", "RULES", "RecLRA", "Rule", "Signals", "BlockTrace",
+    "Trace", "UnitTrace", "get", "output_error", "propagate", "serialize",
+]

@@ -1,0 +1,129 @@
+"""What the rules share: the output error, top-down propagation and update conditioning."""
+
+import abc
+import dataclasses
+from typing import Callable, Dict, List
+
+import tensorflow as tf
+
+
+def output_error(logits, labels):
+    """`e_L = softmax(h_L) - y` with `y` one-hot (or smoothed) float labels (section 3.2)."""
+    return tf.nn.softmax(logits, axis=-1) - labels
+
+
+@dataclasses.dataclass
+class Signals:
+    """The result of propagating the output error down a trace.
+
+    Attributes:
+        per_unit: one signal tensor per unit of the trace, in trace order (`e_u` for LRA,
+            `delta_u` for FA/DFA), each of the shape of that unit's pre-activation.
+        feedback_used: `(feedback variable, forward kernel)` pairs of the adjacent synapses
+            that carried a signal (these are the ones LRA's `dF = gamma * dW` updates).
+        skip_used: indices (in trace order) of the units whose skip synapse carried `e_L`.
+    """
+
+    per_unit: List[tf.Tensor]
+    feedback_used: list
+    skip_used: List[int]
+
+
+def propagate(trace, output_err, signal_fn: Callable, use_skip: Callable) -> Signals:
+    """Walk the blocks from the head down and form every unit's signal.
+
+    Args:
+        trace: a `Trace`.
+        output_err: `e_L`, shape (batch, K).
+        signal_fn: `(unit_trace, displacement) -> signal` for a hidden unit.
+        use_skip: `(block_index, unit_index, block_trace) -> bool`, whether a unit takes its
+            displacement straight from `e_L` through its skip synapse.
+
+    A displacement is only computed where it is used, so with skip synapses the blocks are
+    independent of each other (in a traced graph, nothing links them but `e_L`).
+    """
+    blocks = trace.blocks
+    per_block: Dict[int, List[tf.Tensor]] = {len(blocks) - 1: [output_err]}
+    feedback_used, skip_used = [], []
+    offsets = [0]
+    for b in blocks:
+        offsets.append(offsets[-1] + len(b.units))
+    for b in range(len(blocks) - 2, -1, -1):
+        bt = blocks[b]
+        sig: List[tf.Tensor] = [None] * len(bt.units)
+        for i in range(len(bt.units) - 1, -1, -1):
+            ut = bt.units[i]
+            if use_skip(b, i, bt):
+                d = ut.unit.skip_displacement(output_err)
+                skip_used.append(offsets[b] + i)
+            elif i == len(bt.units) - 1:
+                above = blocks[b + 1]
+                d, used = above.block.input_displacement(above, per_block[b + 1])
+                feedback_used.extend(used)
+            else:
+                nxt = bt.units[i + 1].unit
+                d = nxt.feedback_input(sig[i + 1])
+                feedback_used.append((nxt.feedback, nxt.kernel))
+            sig[i] = signal_fn(ut, d)  # d broadcasts against ut.pre
+        per_block[b] = sig
+    per_unit = [s for b in range(len(blocks)) for s in per_block[b]]
+    return Signals(per_unit=per_unit, feedback_used=feedback_used, skip_used=skip_used)
+
+
+def clip_by_norm(update, clip_norm):
+    """`D * min(1, c / ||D||)` (section 3.8); `None` leaves the update as it is."""
+    if clip_norm is None:
+        return update
+    return tf.clip_by_norm(update, clip_norm)
+
+
+class Rule(abc.ABC):
+    """Base class of the learning rules.
+
+    A rule is plain maths: given a `Trace` of the forward pass, float labels and a function
+    that turns per-unit signals into the local weight updates, it returns the
+    `(update, variable)` pairs to hand the optimiser. It never touches Keras state.
+    """
+
+    name = "rule"
+    uses_backprop = False
+    input_noise = 0.0
+
+    @abc.abstractmethod
+    def updates(self, trace, labels, local_gradients):
+        """Returns `(update, variable)` pairs.
+
+        Args:
+            trace: the `Trace` of the forward pass (training mode).
+            labels: float one-hot (or smoothed) labels, shape (batch, K).
+            local_gradients: `(pres, signals) -> {id(variable): (update, variable)}`: for every
+                unit, the derivative of `sum(signal * h) / n` with respect to that unit's own
+                parameters, its input held constant.
+        """
+
+    def get_config(self):
+        return {}
+
+    @classmethod
+    def from_config(cls, config):
+        return cls(**config)
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
+        return f"{type(self).__name__}({args})"
+
+
+def check_choice(name, value, allowed):
+    if value not in allowed:
+        raise ValueError(
+            f"Expected {name} to be one of {sorted(allowed)}, received: {name}={value!r}"
+        )
+    return value
+
+
+def check_nonnegative(name, value, allow_none=False):
+    if value is None and allow_none:
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ValueError(f"Expected a non-negative number for {name}, received: {name}={value!r}")
+    return float(value)

@@ -1,0 +1,1 @@
+"""Absl binaries that train, evaluate and plot rlra_tf models."""
