@@ -1,0 +1,120 @@
+"""The flags and `main` the three export binaries share.
+
+`python -m export` (folder with both formats), `python -m export.savedmodel` (a SavedModel
+folder) and `python -m export.onnx` (one `.onnx` file) differ only in what `--out` names.
+Exit codes: 0 success, then `export_lib.EXIT_*` (2 bad argument, 3 bad model file, 4 bad
+output location, 5 verification failed, 6 conversion failed); absl exits 1 on a flag error.
+"""
+
+import sys
+
+from absl import app, flags, logging
+
+from export import export_lib
+
+_MODEL = flags.DEFINE_string("model", None, "The .keras file of an rlra_tf model.")
+_OUT = flags.DEFINE_string(
+    "out", None,
+    "python -m export: a folder that receives saved_model/, model.onnx and "
+    "export_report.json; export.savedmodel: the SavedModel folder; export.onnx: the .onnx "
+    "file (its report goes beside it).",
+)
+_FORMATS = flags.DEFINE_list(
+    "formats", list(export_lib.FORMATS), "python -m export only: savedmodel and/or onnx."
+)
+_OPSET = flags.DEFINE_integer(
+    "opset", export_lib.DEFAULT_OPSET,
+    f"ONNX opset, {export_lib.SUPPORTED_OPSETS[0]} to {export_lib.SUPPORTED_OPSETS[-1]} "
+    "(what tf2onnx 1.17 supports).",
+)
+_RAW_UINT8_INPUT = flags.DEFINE_bool(
+    "raw_uint8_input", False,
+    "Take uint8 images (0..255) and divide them by 255 inside the graph, so a deployment "
+    "needs no preprocessing. Default: float32 images in [0, 1].",
+)
+_CLASS_NAMES = flags.DEFINE_list(
+    "class_names", None,
+    "Comma-separated class names recorded in the artefacts. Default: the names of --dataset "
+    "(or of the one dataset whose shape matches), else 0..K-1.",
+)
+_DATASET = flags.DEFINE_string(
+    "dataset", "auto",
+    "Dataset of rlra_tf.data whose test images are used in the verification (and whose class "
+    "names are recorded): a name, 'auto' (the datasets whose image shape and class count "
+    "match the model's, when available offline) or 'none'.",
+)
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data folder for --dataset.")
+_BATCH_SIZES = flags.DEFINE_list(
+    "batch_sizes", [str(b) for b in export_lib.DEFAULT_BATCH_SIZES],
+    "Batch sizes at which the artefacts are compared with Keras.",
+)
+_TOLERANCE = flags.DEFINE_float(
+    "tolerance", export_lib.DEFAULT_TOLERANCE,
+    "Largest allowed max abs difference between an artefact's outputs and Keras'.",
+)
+_OVERWRITE = flags.DEFINE_bool(
+    "overwrite", False, "Replace existing export artefacts in the output location."
+)
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the random verification inputs.")
+
+flags.mark_flags_as_required(["model", "out"])
+
+
+def summary(report):
+    """A few lines for the terminal: one row per artefact."""
+    lines = [f"{'format':<11}{'bytes':>12}{'export s':>10}{'verify s':>10}{'max |diff|':>12}  "
+             "path",
+             f"{'.keras':<11}{report['model_bytes']:>12}{'':>10}{'':>10}{'':>12}  "
+             f"{report['model']}"]
+    for name, entry in report["formats"].items():
+        lines.append(
+            f"{name:<11}{entry['bytes']:>12}{entry['export_seconds']:>10.2f}"
+            f"{entry['verify_seconds']:>10.2f}{entry['max_abs_diff_all']:>12.2e}  {entry['path']}"
+        )
+    real = report["real_images"]
+    lines.append(
+        f"verified on random{' and ' + real['dataset'] + ' test' if 'dataset' in real else ''} "
+        f"images at batch sizes {report['batch_sizes']}, tolerance {report['tolerance']:g}; "
+        f"no feedback weights exported ({report['feedback_params']} feedback values left out)"
+    )
+    lines.append(f"report: {report['report']}")
+    return "\n".join(lines)
+
+
+def main(argv, mode):
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    if not flags.FLAGS["verbosity"].present:
+        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the summary
+    formats = _FORMATS.value
+    if mode != "combined":
+        if flags.FLAGS["formats"].present and formats != [mode]:
+            print(f"export: error: --formats is for python -m export; export.{mode} writes "
+                  f"{mode} only, received: --formats={','.join(formats)}", file=sys.stderr)
+            return export_lib.EXIT_USAGE
+        formats = [mode]
+    try:
+        report = export_lib.export_model(
+            _MODEL.value,
+            _OUT.value,
+            formats,
+            mode=mode,
+            opset=_OPSET.value,
+            raw_uint8_input=_RAW_UINT8_INPUT.value,
+            class_names=_CLASS_NAMES.value,
+            dataset=_DATASET.value,
+            data_dir=_DATA_DIR.value,
+            batch_sizes=",".join(_BATCH_SIZES.value),
+            tolerance=_TOLERANCE.value,
+            overwrite=_OVERWRITE.value,
+            seed=_SEED.value,
+        )
+    except export_lib.ExportError as e:
+        print(f"export: error: {e}", file=sys.stderr)
+        return e.exit_code
+    print(summary(report))
+    return 0
+
+
+def run(mode):
+    app.run(lambda argv: main(argv, mode))
