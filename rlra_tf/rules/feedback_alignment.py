@@ -18,7 +18,8 @@ class FA(Rule):
     name = "fa"
     direct = False
 
-    def updates(self, trace, labels, local_gradients):
+    def signals(self, trace, labels):
+        """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
 
         def delta(ut, d):
@@ -27,7 +28,10 @@ class FA(Rule):
         def use_skip(b, i, bt):
             return self.direct
 
-        sig = propagate(trace, e_out, delta, use_skip)
+        return e_out, propagate(trace, e_out, delta, use_skip)
+
+    def updates(self, trace, labels, local_gradients):
+        _, sig = self.signals(trace, labels)
         grads = local_gradients([u.pre for u in trace.units], sig.per_unit)
         return list(grads.values())
 
