@@ -1,6 +1,7 @@
 """Keras layers that carry error synapses (feedback weights)."""
 
 from rlra_tf.layers._unit import AlignedUnit
+from rlra_tf.layers.aligned_conv2d import AlignedConv2D
 from rlra_tf.layers.aligned_dense import AlignedDense
 
-__all__ = ["AlignedUnit", "AlignedDense"]
+__all__ = ["AlignedUnit", "AlignedConv2D", "AlignedDense"]

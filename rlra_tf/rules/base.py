@@ -60,6 +60,11 @@ def propagate(trace, output_err, signal_fn: Callable, use_skip: Callable) -> Sig
                 above = blocks[b + 1]
                 d, used = above.block.input_displacement(above, per_block[b + 1])
                 feedback_used.extend(used)
+                # A block with a non-parameterised op after its output unit (the ImageNet
+                # stem's max-pool) carries the displacement back through that op.
+                to_unit = getattr(bt.block, "output_displacement", None)
+                if to_unit is not None:
+                    d = to_unit(bt, d)
             else:
                 nxt = bt.units[i + 1].unit
                 d = nxt.feedback_input(sig[i + 1])

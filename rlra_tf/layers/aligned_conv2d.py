@@ -1,0 +1,331 @@
+"""`AlignedConv2D`: a convolutional unit (conv, optional BatchNorm, residual input, activation)."""
+
+import keras
+import tensorflow as tf
+
+from rlra_tf.layers._unit import AlignedUnit, check_positive_int
+
+NORMS = (None, "batch")
+PADDINGS = ("same", "valid")
+SHORTCUTS = (None, "projection")
+
+
+def default_conv_initializer():
+    """He normal over the fan-out, as torchvision initialises ResNet convolutions."""
+    return keras.initializers.VarianceScaling(
+        scale=2.0, mode="fan_out", distribution="untruncated_normal"
+    )
+
+
+def _pair(name, value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = (value, value)
+    value = tuple(value)
+    if len(value) != 2:
+        raise ValueError(f"Expected an integer or a pair for {name}, received: {name}={value!r}")
+    for v in value:
+        check_positive_int(name, v)
+    return value
+
+
+def conv_output_size(size, kernel, stride, padding):
+    """Output length of a convolution along one axis (`None` stays `None`)."""
+    if size is None:
+        return None
+    if padding == "same":
+        return -(-size // stride)
+    return (size - kernel) // stride + 1
+
+
+@keras.saving.register_keras_serializable(package="rlra_tf")
+class AlignedConv2D(AlignedUnit):
+    """A convolutional unit `z = phi(N(conv(x, W) + b) + r)` that carries its error synapses.
+
+    One *unit* of ALGORITHM.md section 2: a 2D convolution, an optional BatchNorm `N`, an
+    optional residual input `r` and an element-wise activation. Besides the forward weights it
+    owns a non-trainable adjacent feedback kernel `feedback` (`F`, the shape of `kernel`),
+    applied as a transposed convolution with the forward strides and padding, so that
+    `feedback_input(e)` has exactly the shape of the unit's input; and, when `skip_classes` is
+    set, a channel-wise skip synapse `skip_feedback` (`S`, shape `[skip_classes, filters]`)
+    whose displacement `e_L @ S` is the same at every position.
+
+    With `shortcut="projection"` the unit also owns the projection shortcut of a residual
+    block (a 1x1 convolution with `shortcut_strides`, plus BatchNorm when `norm="batch"`):
+    `pre_activation(x, residual=block_input)` adds the *projected* block input, so the
+    projection is updated from this unit's error by the same local rule as its convolution.
+    It carries its own feedback kernel `shortcut_feedback` (shape of `shortcut_kernel`) that
+    takes this unit's error back to the block input (`shortcut_feedback_input`). Without a
+    projection, a residual passed to `pre_activation` is added as it is (identity shortcut).
+
+    The BatchNorm is an ordinary `keras.layers.BatchNormalization` sub-layer: in training it
+    normalises with the batch statistics and moves its moving statistics; otherwise it uses
+    the moving statistics. Its `gamma`/`beta` are updated from this unit's error through this
+    unit alone (ALGORITHM.md section 3.6).
+
+    Args:
+        filters: positive integer, the number of output channels.
+        kernel_size: integer or pair.
+        strides: integer or pair.
+        padding: `"same"` or `"valid"`.
+        use_bias: whether to add a bias; `None` means "only when `norm` is `None`".
+        norm: `None` or `"batch"`.
+        activation: a Keras activation (name or callable); `None` is linear.
+        skip_classes: number of classes `K` of the skip synapse, or `None` for none.
+        shortcut: `None` (a residual, if any, is added as it is) or `"projection"`.
+        shortcut_strides: strides of the projection (integer or pair).
+        norm_momentum, norm_epsilon: BatchNorm momentum and epsilon (PyTorch's defaults).
+        kernel_initializer, bias_initializer: initialisers of the forward weights.
+        feedback_initializer: initialiser of `F` and of the projection's feedback kernel
+            (default: Gaussian, variance 1 / fan-out, so a displacement keeps the error's scale).
+        skip_initializer: initialiser of `S` (default: Gaussian, variance 1 / skip_classes).
+
+    Example:
+        >>> unit = AlignedConv2D(16, 3, norm="batch", activation="relu", skip_classes=10)
+        >>> unit.build((None, 32, 32, 3))
+        >>> h = unit.pre_activation(x, training=True)        # (batch, 32, 32, 16)
+        >>> d = unit.feedback_input(tf.ones_like(h))         # (batch, 32, 32, 3)
+
+    Reference: Ororbia, Mali, Kifer & Giles, arXiv 2002.03911 (rec-LRA on ResNets);
+    He et al., "Deep Residual Learning for Image Recognition", CVPR 2016.
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides=1,
+        padding="same",
+        use_bias=None,
+        norm=None,
+        activation=None,
+        skip_classes=None,
+        shortcut=None,
+        shortcut_strides=1,
+        norm_momentum=0.9,
+        norm_epsilon=1e-5,
+        kernel_initializer=None,
+        bias_initializer="zeros",
+        feedback_initializer=None,
+        skip_initializer=None,
+        **kwargs,
+    ):
+        super().__init__(
+            activation=activation,
+            skip_classes=skip_classes,
+            feedback_initializer=feedback_initializer,
+            skip_initializer=skip_initializer,
+            **kwargs,
+        )
+        self.filters = check_positive_int("filters", filters)
+        self.kernel_size = _pair("kernel_size", kernel_size)
+        self.strides = _pair("strides", strides)
+        if padding not in PADDINGS:
+            raise ValueError(
+                f"Expected padding to be one of {PADDINGS}, received: padding={padding!r}"
+            )
+        self.padding = padding
+        if norm not in NORMS:
+            raise ValueError(f"Expected norm to be one of {NORMS}, received: norm={norm!r}")
+        self.norm = norm
+        self.use_bias = (norm is None) if use_bias is None else bool(use_bias)
+        if shortcut not in SHORTCUTS:
+            raise ValueError(
+                f"Expected shortcut to be one of {SHORTCUTS}, received: shortcut={shortcut!r}"
+            )
+        self.shortcut = shortcut
+        self.shortcut_strides = _pair("shortcut_strides", shortcut_strides)
+        self.norm_momentum = float(norm_momentum)
+        self.norm_epsilon = float(norm_epsilon)
+        self.kernel_initializer = keras.initializers.get(
+            kernel_initializer or default_conv_initializer()
+        )
+        self.bias_initializer = keras.initializers.get(bias_initializer)
+        self.norm_layer = self._make_norm("norm")
+        self.shortcut_norm = self._make_norm("shortcut_norm") if shortcut else None
+        self.bias = None
+        self.shortcut_kernel = None
+        self.shortcut_bias = None
+        self.shortcut_feedback = None
+        self.built_input_shape = None
+        self.built_residual_shape = None
+
+    def _make_norm(self, name):
+        if self.norm != "batch":
+            return None
+        return keras.layers.BatchNormalization(
+            momentum=self.norm_momentum, epsilon=self.norm_epsilon, name=name
+        )
+
+    def build(self, input_shape, residual_shape=None):
+        """Creates the weights; `residual_shape` (the block input's) is needed for a projection."""
+        input_shape = tuple(input_shape)
+        if len(input_shape) != 4:
+            raise ValueError(
+                "AlignedConv2D expects inputs of shape (batch, height, width, channels), "
+                f"received: input_shape={input_shape}"
+            )
+        in_channels = input_shape[-1]
+        kernel_shape = self.kernel_size + (in_channels, self.filters)
+        self.kernel = self.add_weight(
+            name="kernel", shape=kernel_shape, initializer=self.kernel_initializer
+        )
+        if self.use_bias:
+            self.bias = self.add_weight(
+                name="bias", shape=(self.filters,), initializer=self.bias_initializer
+            )
+        out_shape = self.compute_output_shape(input_shape)
+        if self.norm_layer is not None and not self.norm_layer.built:
+            self.norm_layer.build(out_shape)
+        self._add_feedback_weights(kernel_shape, self.filters)
+        self.built_input_shape = input_shape
+        if self.shortcut == "projection":
+            if residual_shape is None:
+                raise ValueError(
+                    f"Unit {self.name!r} has a projection shortcut: build it with "
+                    "build(input_shape, residual_shape=<shape of the block input>), received: "
+                    "residual_shape=None"
+                )
+            residual_shape = tuple(residual_shape)
+            proj_shape = (1, 1, residual_shape[-1], self.filters)
+            self.shortcut_kernel = self.add_weight(
+                name="shortcut_kernel", shape=proj_shape, initializer=self.kernel_initializer
+            )
+            if self.use_bias:
+                self.shortcut_bias = self.add_weight(
+                    name="shortcut_bias", shape=(self.filters,), initializer=self.bias_initializer
+                )
+            if self.shortcut_norm is not None and not self.shortcut_norm.built:
+                self.shortcut_norm.build(out_shape)
+            self.shortcut_feedback = self.add_weight(
+                name="shortcut_feedback",
+                shape=proj_shape,
+                initializer=self.feedback_initializer,
+                trainable=False,
+            )
+        if residual_shape is not None:
+            self.built_residual_shape = tuple(residual_shape)
+
+    @property
+    def feedback_weights(self):
+        """`F`, the projection's feedback kernel and `S`, whichever this unit has."""
+        return [
+            w for w in (self.feedback, self.shortcut_feedback, self.skip_feedback) if w is not None
+        ]
+
+    # ------------------------------------------------------------------------------- forward
+
+    def _conv(self, x, kernel, strides, padding):
+        return tf.nn.conv2d(x, kernel, strides=(1,) + strides + (1,), padding=padding.upper())
+
+    def project(self, residual, training=None):
+        """The projection shortcut `N_p(conv1x1(r))` (identity without a projection)."""
+        if self.shortcut != "projection":
+            return residual
+        r = self._conv(residual, self.shortcut_kernel, self.shortcut_strides, "same")
+        if self.shortcut_bias is not None:
+            r = r + self.shortcut_bias
+        if self.shortcut_norm is not None:
+            r = self.shortcut_norm(r, training=training)
+        return r  # (batch, height, width, filters)
+
+    def pre_activation(self, inputs, residual=None, training=None):
+        """`h = N(conv(x) + b) + r`, with `r` projected when the unit has a projection."""
+        h = self._conv(inputs, self.kernel, self.strides, self.padding)
+        if self.bias is not None:
+            h = h + self.bias
+        if self.norm_layer is not None:
+            h = self.norm_layer(h, training=training)
+        if residual is not None:
+            h = h + self.project(residual, training=training)
+        elif self.shortcut == "projection":
+            raise ValueError(
+                f"Unit {self.name!r} has a projection shortcut and needs the block input as "
+                "residual=, received: residual=None"
+            )
+        return h  # (batch, height, width, filters)
+
+    # ------------------------------------------------------------------------------- feedback
+
+    def _transpose(self, error, kernel, strides, padding, input_shape):
+        batch = tf.shape(error)[0]
+        h, w, c = input_shape[1], input_shape[2], input_shape[3]
+        if h is None or w is None:
+            raise ValueError(
+                f"Unit {self.name!r} needs the spatial size of its input to carry an error down; "
+                f"pass input_shape=, received: input_shape={tuple(input_shape)}"
+            )
+        out_shape = tf.stack([batch, h, w, c])
+        return tf.nn.conv2d_transpose(
+            error, kernel, out_shape, strides=(1,) + strides + (1,), padding=padding.upper()
+        )
+
+    def feedback_input(self, error, input_shape=None):
+        """Carry an error at this unit's activity down to its input: `conv2d_transpose(e, F)`.
+
+        `input_shape` (static tuple or `tf.shape` of the input) defaults to the shape the unit
+        was built with; the result has that shape, batch taken from `error`.
+        """
+        shape = self.built_input_shape if input_shape is None else input_shape
+        return self._transpose(error, self.feedback, self.strides, self.padding, shape)
+
+    def shortcut_feedback_input(self, error, input_shape=None):
+        """Carry this unit's error to the block input along the shortcut.
+
+        Identity: the error itself; projection: `conv2d_transpose(e, shortcut_feedback)` with
+        the projection's strides, shaped like the block input (`input_shape`, default: the
+        residual shape the unit was built with).
+        """
+        if self.shortcut != "projection":
+            return error
+        shape = self.built_residual_shape if input_shape is None else input_shape
+        return self._transpose(error, self.shortcut_feedback, self.shortcut_strides, "same", shape)
+
+    @property
+    def feedback_pairs(self):
+        """`(feedback, kernel)` pairs of the adjacent synapses: `F` first, then the projection's."""
+        pairs = [(self.feedback, self.kernel)]
+        if self.shortcut == "projection":
+            pairs.append((self.shortcut_feedback, self.shortcut_kernel))
+        return pairs
+
+    @property
+    def shortcut_feedback_pairs(self):
+        """The `(feedback, kernel)` pair the shortcut path uses (empty for an identity)."""
+        return self.feedback_pairs[1:]
+
+    def skip_displacement(self, output_error):
+        """`d[n, i, j, :] = e_L[n] @ S`: shape (batch, 1, 1, filters), broadcast over positions."""
+        d = super().skip_displacement(output_error)  # (batch, filters)
+        return d[:, None, None, :]
+
+    # ------------------------------------------------------------------------------- shapes
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width = tuple(input_shape)[:3]
+        return (
+            batch,
+            conv_output_size(height, self.kernel_size[0], self.strides[0], self.padding),
+            conv_output_size(width, self.kernel_size[1], self.strides[1], self.padding),
+            self.filters,
+        )
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "filters": self.filters,
+                "kernel_size": self.kernel_size,
+                "strides": self.strides,
+                "padding": self.padding,
+                "use_bias": self.use_bias,
+                "norm": self.norm,
+                "shortcut": self.shortcut,
+                "shortcut_strides": self.shortcut_strides,
+                "norm_momentum": self.norm_momentum,
+                "norm_epsilon": self.norm_epsilon,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+                "bias_initializer": keras.initializers.serialize(self.bias_initializer),
+            }
+        )
+        return config
+
