@@ -208,6 +208,8 @@ class AlignedModel(keras.Model):
         self.compile(rule=rule, **config)
 
     def get_compile_config(self):
+        if not self.compiled:
+            return None  # as in Keras: an uncompiled model saves no compile config
         config = super().get_compile_config() or {}
         config = dict(config)
         config["rule"] = rules_lib.serialize(self.rule)

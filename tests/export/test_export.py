@@ -302,3 +302,13 @@ def test_binaries_exit_codes(trained, tmp_path):
     assert os.path.exists(tmp_path / "sm" / "saved_model.pb")
     report = json.load(open(tmp_path / "sm" / "export_report.json"))
     assert report["passed"] and list(report["formats"]) == ["savedmodel"]
+
+
+def test_untrained_uncompiled_model_saves_and_loads_for_export(tmp_path):
+    model = rlra_tf.models.mlp(SHAPE, hidden_units=(4,), num_classes=CLASSES)
+    path = str(tmp_path / "fresh.keras")
+    model.save(path)  # AlignedModel.get_compile_config failed on an uncompiled model
+    loaded = export_lib.load_aligned_model(path)
+    assert export_lib.image_shape(loaded) == SHAPE and not loaded.compiled
+    x = np.random.default_rng(0).random((2,) + SHAPE, dtype=np.float32)
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=0, atol=1e-6)
