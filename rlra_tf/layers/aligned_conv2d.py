@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from rlra_tf.layers._unit import AlignedUnit, check_positive_int
 
-NORMS = (None, "batch")
+NORMS = (None, "batch", "sync_batch")
 PADDINGS = ("same", "valid")
 SHORTCUTS = (None, "projection")
 
@@ -68,7 +68,10 @@ class AlignedConv2D(AlignedUnit):
         strides: integer or pair.
         padding: `"same"` or `"valid"`.
         use_bias: whether to add a bias; `None` means "only when `norm` is `None`".
-        norm: `None` or `"batch"`.
+        norm: `None`, `"batch"` or `"sync_batch"` (BatchNorm whose batch statistics are
+            all-reduced across the replicas of a `tf.distribute` strategy, so that N replicas
+            train exactly like one device; not supported together with `jit_compile` under a
+            multi-replica strategy).
         activation: a Keras activation (name or callable); `None` is linear.
         skip_classes: number of classes `K` of the skip synapse, or `None` for none.
         shortcut: `None` (a residual, if any, is added as it is) or `"projection"`.
@@ -150,10 +153,13 @@ class AlignedConv2D(AlignedUnit):
         self.built_residual_shape = None
 
     def _make_norm(self, name):
-        if self.norm != "batch":
+        if self.norm is None:
             return None
         return keras.layers.BatchNormalization(
-            momentum=self.norm_momentum, epsilon=self.norm_epsilon, name=name
+            momentum=self.norm_momentum,
+            epsilon=self.norm_epsilon,
+            synchronized=self.norm == "sync_batch",
+            name=name,
         )
 
     def build(self, input_shape, residual_shape=None):

@@ -67,7 +67,7 @@ class ResidualBlock(AlignedBlock):
         strides: strides of the block (on the first 3x3 conv and on the projection).
         shortcut: `"identity"` or `"projection"`.
         expansion: bottleneck output channels are `filters * expansion`.
-        norm: `"batch"` or `None`.
+        norm: `"batch"`, `"sync_batch"` or `None` (see `AlignedConv2D`).
         activation: activation of every unit.
         skip_classes: number of classes of the skip synapses, or `None`.
         kernel_initializer, feedback_initializer, skip_initializer: initialisers (`None`:

@@ -87,7 +87,8 @@ def resnet(
         stem: `"cifar"` (3x3/1 conv + BN + activation) or `"imagenet"` (7x7/2 conv + BN +
             activation + 3x3/2 max-pool); `None`: the preset's (ImageNet family: imagenet).
         width: channels of the stem and first stage (stages double it); `None`: the preset's.
-        norm: `"batch"` (BatchNorm in every unit) or `None` (conv biases instead).
+        norm: `"batch"` (BatchNorm in every unit), `"sync_batch"` (BatchNorm with statistics
+            all-reduced across replicas) or `None` (conv biases instead).
         activation: hidden activation.
         spatial_feedback: how the head's feedback reaches the pooled feature map
             (`PooledHead`): `"mean"` or `"broadcast"`.
