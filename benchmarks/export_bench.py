@@ -1,0 +1,221 @@
+"""Export times, artefact sizes and parity with Keras for the Fashion-MNIST MLP and ResNet-18.
+
+For each model: build it, train it `--train_steps` rec-LRA steps on random data (so biases and
+BatchNorm statistics are not at their initial values; export cost does not depend on the
+weights), save the `.keras` file as a trainer does (error synapses and optimiser state
+included; the size without the optimiser state is reported too), then export it with
+`export.export_lib.export_model` to a SavedModel and to ONNX (opset 17), each verified against
+Keras on random (and, for the MLP, real Fashion-MNIST test) images at batch sizes 1 and 7.
+Reports the export and verification times, the artefact sizes against the `.keras` file, and
+the max abs differences of logits and probabilities.
+
+    python -m benchmarks.export_bench                      # about 40 s on 2 cores
+    python -m benchmarks.export_bench --models=fmnist_mlp  # the MLP only, ~15 s
+
+Models: `fmnist_mlp` (784-256-256-256-10 tanh, rec-LRA blocks of one unit, Fashion-MNIST
+normalisation) and `resnet18_cifar` (ResNet-18 with the CIFAR stem, 32x32x3, 10 classes).
+Writes `benchmarks/results/export_bench.json` and `export_bench.png` and prints a table.
+"""
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+from absl import app, flags
+
+MODELS = ("fmnist_mlp", "resnet18_cifar")
+
+_MODELS = flags.DEFINE_list("models", list(MODELS), f"Models to export: {', '.join(MODELS)}.")
+_OUT = flags.DEFINE_string(
+    "out", "benchmarks/results/export_bench.json", "The JSON results (the PNG goes beside it)."
+)
+_OPSET = flags.DEFINE_integer("opset", 17, "ONNX opset.")
+_DATASET = flags.DEFINE_string(
+    "mlp_dataset", "fashion_mnist",
+    "Dataset of real test images for the MLP's verification ('none' to skip).",
+)
+_TRAIN_STEPS = flags.DEFINE_integer(
+    "train_steps", 2, "rec-LRA steps (batch 8, random data) before saving; 0 keeps the init."
+)
+_KEEP = flags.DEFINE_string("keep", None, "Keep the artefacts in this folder (default: deleted).")
+
+
+def build(name):
+    """`(model, dataset for the verification)` for a name of `MODELS`."""
+    import keras
+
+    from rlra_tf import models
+
+    keras.utils.set_random_seed(0)
+    if name == "fmnist_mlp":
+        mean, std = _fashion_mnist_stats()
+        model = models.mlp((28, 28, 1), hidden_units=(256, 256, 256), num_classes=10,
+                           input_mean=mean, input_std=std, name="fmnist_mlp")
+        return model, _DATASET.value
+    if name == "resnet18_cifar":
+        model = models.resnet("resnet18", input_shape=(32, 32, 3), num_classes=10, stem="cifar",
+                              name="resnet18_cifar")
+        return model, "auto"
+    raise ValueError(f"Expected one of {MODELS}, received: {name!r}")
+
+
+def _fashion_mnist_stats():
+    try:
+        from rlra_tf import data
+
+        info = data.info("fashion_mnist")
+        return info.mean, info.std
+    except (ImportError, ValueError):
+        return None, None
+
+
+def _train(model, steps):
+    import keras
+    import numpy as np
+
+    if steps <= 0:
+        return 0.0
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), rule="rec_lra")
+    shape = tuple(model.get_build_config()["input_shape"][1:])
+    rng = np.random.default_rng(0)
+    x = rng.random((8 * steps,) + shape, dtype=np.float32)
+    y = rng.integers(0, model.num_classes, size=8 * steps)
+    t0 = time.perf_counter()
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0)
+    return time.perf_counter() - t0
+
+
+def measure(name, workdir, opset):
+    from export import export_lib
+
+    model, dataset = build(name)
+    train_seconds = _train(model, _TRAIN_STEPS.value)
+    path = os.path.join(workdir, f"{name}.keras")
+    t0 = time.perf_counter()
+    model.save(path)  # as a trainer saves it: with the optimiser state
+    save_seconds = time.perf_counter() - t0
+    weights_only = os.path.join(workdir, f"{name}_weights_only.keras")
+    fresh, _ = build(name)  # uncompiled: forward and feedback weights, no optimiser state
+    fresh.set_weights(model.get_weights())
+    fresh.save(weights_only)
+    weights_only_bytes = os.path.getsize(weights_only)
+    os.remove(weights_only)
+    report = export_lib.export_model(
+        path, os.path.join(workdir, name), ("savedmodel", "onnx"), opset=opset, dataset=dataset,
+    )
+    row = {
+        "model": name,
+        "forward_params": report["forward_params"],
+        "feedback_params": report["feedback_params"],
+        "keras_bytes": report["model_bytes"],
+        "keras_bytes_without_optimizer": weights_only_bytes,
+        "keras_save_seconds": round(save_seconds, 3),
+        "train_steps": _TRAIN_STEPS.value,
+        "train_seconds": round(train_seconds, 3),
+        "real_images": report["real_images"],
+        "load_seconds": report["load_seconds"],
+        "batch_sizes": report["batch_sizes"],
+    }
+    for fmt, entry in report["formats"].items():
+        row[fmt] = {
+            "bytes": entry["bytes"],
+            "bytes_vs_keras": round(entry["bytes"] / report["model_bytes"], 4),
+            "bytes_vs_keras_without_optimizer": round(entry["bytes"] / weights_only_bytes, 4),
+            "export_seconds": entry["export_seconds"],
+            "verify_seconds": entry["verify_seconds"],
+            "max_abs_diff_logits": entry["max_abs_diff"]["logits"],
+            "max_abs_diff_probabilities": entry["max_abs_diff"]["probabilities"],
+            "feedback_weights_found": len(entry["feedback_weights_found"]),
+        }
+    row["onnx"]["opset"] = opset
+    return row
+
+
+def table(rows):
+    head = (f"{'model':<16}{'format':<12}{'bytes':>12}{'vs .keras':>10}{'export s':>10}"
+            f"{'verify s':>10}{'max|dlogit|':>13}{'max|dprob|':>12}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(f"{r['model']:<16}{'.keras':<12}{r['keras_bytes']:>12}{1:>10.3f}"
+                     f"{r['keras_save_seconds']:>10.2f}   (with optimiser state)")
+        lines.append(f"{'':<16}{'.keras':<12}{r['keras_bytes_without_optimizer']:>12}"
+                     f"{r['keras_bytes_without_optimizer'] / r['keras_bytes']:>10.3f}"
+                     f"{'':>10}   (weights only: forward + feedback)")
+        for fmt in ("savedmodel", "onnx"):
+            e = r[fmt]
+            lines.append(
+                f"{'':<16}{fmt:<12}{e['bytes']:>12}{e['bytes_vs_keras']:>10.3f}"
+                f"{e['export_seconds']:>10.2f}{e['verify_seconds']:>10.2f}"
+                f"{e['max_abs_diff_logits']:>13.2e}{e['max_abs_diff_probabilities']:>12.2e}"
+            )
+        lines.append(f"{'':<16}params: {r['forward_params']:,} forward, "
+                     f"{r['feedback_params']:,} feedback (not exported); real images: "
+                     f"{r['real_images'].get('dataset', 'none')}")
+    return "\n".join(lines)
+
+
+def plot(rows, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    kinds = {".keras (+ optimiser)": lambda r: r["keras_bytes"],
+             ".keras (weights)": lambda r: r["keras_bytes_without_optimizer"],
+             "savedmodel": lambda r: r["savedmodel"]["bytes"],
+             "onnx": lambda r: r["onnx"]["bytes"]}
+    width = 0.2
+    for i, (kind, size) in enumerate(kinds.items()):
+        sizes = [size(r) / 2**20 for r in rows]
+        ax.bar([j + (i - 1.5) * width for j in range(len(rows))], sizes, width, label=kind)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(rows)), [r["model"] for r in rows])
+    ax.set_ylabel("MiB")
+    ax.set_title("Artefact sizes (.keras holds the feedback weights too)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv):
+    del argv
+    import keras
+    import onnx
+    import onnxruntime
+    import tensorflow as tf
+    import tf2onnx
+
+    workdir = _KEEP.value or tempfile.mkdtemp(prefix="export_bench_")
+    os.makedirs(workdir, exist_ok=True)
+    rows = []
+    try:
+        for name in _MODELS.value:
+            rows.append(measure(name, workdir, _OPSET.value))
+    finally:
+        if not _KEEP.value:
+            shutil.rmtree(workdir, ignore_errors=True)
+    results = {
+        "benchmark": "export_bench",
+        "machine": {"platform": platform.platform(), "processor": platform.processor(),
+                    "cpus": os.cpu_count()},
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "onnx": onnx.__version__, "tf2onnx": tf2onnx.__version__,
+                     "onnxruntime": onnxruntime.__version__},
+        "rows": rows,
+    }
+    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
+    with open(_OUT.value, "w") as f:
+        json.dump(results, f, indent=2)
+        f.write("\n")
+    plot(rows, os.path.splitext(_OUT.value)[0] + ".png")
+    print(table(rows))
+    print(f"wrote {_OUT.value}")
+
+
+if __name__ == "__main__":
+    app.run(main)
