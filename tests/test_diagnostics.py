@@ -210,3 +210,46 @@ def test_update_chain_grows_with_depth_for_bp_not_for_rec_lra():
     assert rec6.compute_ops == rec2.compute_ops
     assert rec6.compute_ops < bp6.compute_ops
     assert "TanhGrad" not in rec6.path and rec6.path[0] == "Softmax"
+
+
+def tiny_resnet(depth, rule):
+    from rlra_tf.models import resnet
+
+    keras.utils.set_random_seed(4)
+    model = resnet(depth, input_shape=(8, 8, 1), num_classes=3, width=4)
+    model.compile(optimizer="sgd", rule=rule)
+    return model
+
+
+def test_update_chain_on_tiny_resnets_of_two_depths():
+    depths = ("resnet_tiny", 8)  # 2 and 3 residual blocks
+    bp2, bp3 = (diagnostics.update_chain(tiny_resnet(d, "bp"), (8, 8, 1)) for d in depths)
+    rec2, rec3 = (diagnostics.update_chain(tiny_resnet(d, "rec_lra"), (8, 8, 1)) for d in depths)
+    assert bp3.compute_ops > bp2.compute_ops
+    assert rec3.compute_ops == rec2.compute_ops < bp2.compute_ops
+    # One block: the skip synapse into the block output, F into the first unit, its filter.
+    assert rec3.path[:3] == ["Softmax", "Sub", "MatMul"]
+    assert rec3.path.count("Conv2DBackpropInput") == 1
+    assert rec3.path[-1] == "Conv2DBackpropFilter"
+
+
+def test_probe_on_a_tiny_resnet_bp_is_zero_and_batchnorm_is_untouched():
+    rng = np.random.RandomState(5)
+    x = rng.uniform(size=(4, 8, 8, 1)).astype("float32")
+    y = np.array([0, 1, 2, 1], "int32")
+    model = tiny_resnet("resnet_tiny", "bp")
+    before = [np.array(v) for v in model.variables]
+    diag = diagnostics.AlignmentDiagnostics(x, y)
+    diag.set_model(model)
+    units = diag.run_probe()["units"]
+    assert len(units) == len(model.unit_layers)
+    for m in units.values():
+        assert m["angle"] < 1e-3 and 0.0 < m["feedback_angle"] < 180.0
+    model.compile(optimizer="sgd", rule="rec_lra")
+    units = diag.run_probe()["units"]
+    assert list(units)[:2] == ["stem/conv", "stage1_block1/conv1"]  # names repeat: qualified
+    hidden = list(units.values())[:-1]
+    assert all(1.0 < m["angle"] < 179.0 for m in hidden)
+    assert list(units.values())[-1]["angle"] < 1e-3  # the head's update is backprop's
+    for b, v in zip(before, model.variables):
+        np.testing.assert_array_equal(b, np.array(v), err_msg=v.path)
