@@ -73,7 +73,10 @@ def _rms_example_norm(e):
 
 
 def probe(model, x, y):
-    """Diagnostics of the compiled rule of `model` on one batch (tensors; wrap in tf.function).
+    """Diagnostics of the compiled rule of `model` on one batch, as tensors.
+
+    Wrap it in `tf.function(..., autograph=False)` to run it often: there is no data-dependent
+    control flow, and AutoGraph's source conversion alone takes seconds per trace.
 
     Args:
         model: a built, compiled `AlignedModel` (its `rule` is the one compared with backprop).
@@ -86,7 +89,10 @@ def probe(model, x, y):
         has the kernel's shape). The error signal is the rule's own: `e_u` for LRA and rec-LRA,
         `delta_u` for FA and DFA, `n * dL/dh_u` for backprop (all equal `softmax - y` at the
         head). Both forward passes run in training mode; every non-trainable variable they
-        may move (BatchNorm moving statistics) is put back afterwards.
+        may move (BatchNorm moving statistics) is put back afterwards. Only each unit's main
+        `kernel` (and `bias`) is compared; other parameters of a unit (BatchNorm, projection
+        shortcut) are not. With `input_noise > 0` the rule's update sees noisy inputs and
+        backprop's gradient the clean ones.
     """
     x = tf.convert_to_tensor(x)
     state = _state_to_restore(model)

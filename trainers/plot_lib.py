@@ -3,7 +3,8 @@
 A run directory holds `metrics.json` with, as the trainer writes it:
 - `history`: per-epoch lists such as `val_accuracy`, `val_loss`, `accuracy`, `loss` (a list of
   per-epoch dicts is accepted too);
-- `config`: with `rule` (a name or `{"name": ...}`) and `preset`;
+- `config`: with `rule` (a name or `{"name": ...}`) and `preset` (else `model` and `dataset`
+  label the run);
 - `test_accuracy` (optional): the final test accuracy, shown in the legend;
 - `diagnostics` (optional): what `rlra_tf.diagnostics.AlignmentDiagnostics.as_dict()` returns
   (or just its `history` list): `[{"step": int, "units": {unit: {"angle": ...}}}, ...]`.
@@ -68,12 +69,14 @@ def curve(metrics, keys):
 
 
 def run_label(metrics, run_dir):
-    """`"rule / preset (test 88.1%)"`, falling back to the directory name."""
+    """`"rule / preset (test 88.1%)"`, falling back to model and dataset, then the directory."""
     config = metrics.get("config") or {}
-    rule = config.get("rule")
+    rule = config.get("rule") or metrics.get("rule")
     if isinstance(rule, dict):
         rule = rule.get("name")
-    preset = config.get("preset")
+    preset = config.get("preset") or metrics.get("preset")
+    if not preset:
+        preset = " ".join(str(config[k]) for k in ("model", "dataset") if config.get(k)) or None
     parts = [str(p) for p in (rule, preset) if p]
     label = " / ".join(parts) if parts else os.path.basename(os.path.normpath(str(run_dir)))
     test = metrics.get("test_accuracy")

@@ -95,6 +95,28 @@ def test_tolerates_partial_and_list_shaped_metrics(tmp_path):
         plot_lib.load_run(tmp_path)
 
 
+def test_reads_the_trainers_metrics_layout(tmp_path):
+    """trainers.train_lib writes per-epoch dicts (from history.csv) and a config without preset."""
+    run = tmp_path / "trained"
+    run.mkdir()
+    metrics = {
+        "test_accuracy": 0.8125, "test_loss": 0.5,
+        "history": [{"epoch": 0, "accuracy": 0.7, "loss": 0.9, "val_accuracy": 0.75,
+                     "val_loss": 0.7},
+                    {"epoch": 1, "accuracy": 0.8, "loss": 0.6, "val_accuracy": 0.8,
+                     "val_loss": 0.55}],
+        "rule": {"name": "lra", "config": {"beta": 0.1}},
+        "config": {"model": "mlp", "dataset": "fashion_mnist", "rule": "lra"},
+    }
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    fig = plot_lib.plot_runs([run], tmp_path / "t.png")
+    acc_ax, loss_ax = fig.axes
+    np.testing.assert_allclose(acc_ax.get_lines()[0].get_ydata(), [0.75, 0.8])
+    np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), [0.7, 0.55])
+    label = acc_ax.get_legend().get_texts()[0].get_text()
+    assert label == "lra / mlp fashion_mnist (test 81.2%)"
+
+
 def test_command_line_writes_the_png(two_runs, tmp_path):
     out = tmp_path / "cli.png"
     env = dict(os.environ, MPLBACKEND="Agg")
