@@ -40,8 +40,9 @@ _CLASS_NAMES = flags.DEFINE_list(
 _DATASET = flags.DEFINE_string(
     "dataset", "auto",
     "Dataset of rlra_tf.data whose test images are used in the verification (and whose class "
-    "names are recorded): a name, 'auto' (the datasets whose image shape and class count "
-    "match the model's, when available offline) or 'none'.",
+    "names are recorded): a name, 'none', or 'auto': the dataset of the trainer's config.json "
+    "beside the model, else the datasets whose image shape and class count match the model's "
+    "(when available offline; their class names only if exactly one matches).",
 )
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data folder for --dataset.")
 _BATCH_SIZES = flags.DEFINE_list(

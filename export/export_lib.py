@@ -433,6 +433,23 @@ def real_test_images(model, dataset="auto", count=8, data_dir=None):
     return None, {"skipped": "; ".join(reasons), "candidates": candidates}
 
 
+def dataset_from_run_config(model_path, dataset):
+    """`(dataset, config path)`: for "auto", the `dataset` of a trainer's `config.json`.
+
+    `trainers.train` writes `config.json` (with the dataset name) beside `model.keras`; when
+    it is there, "auto" means that dataset. Otherwise `(dataset, None)`.
+    """
+    if dataset != "auto":
+        return dataset, None
+    path = os.path.join(os.path.dirname(os.path.abspath(os.fspath(model_path))), "config.json")
+    try:
+        with open(path) as f:
+            name = json.load(f).get("dataset")
+    except (OSError, ValueError, AttributeError):
+        return dataset, None
+    return (name, path) if isinstance(name, str) and name else (dataset, None)
+
+
 def verification_inputs(shape, raw_uint8_input, batch_sizes, real_images=None, seed=0):
     """`[(label, images)]`: random and real images at every batch size, in the serving dtype.
 
@@ -568,7 +585,9 @@ def export_model(
         raw_uint8_input: the graph takes uint8 pixels and divides them by 255 itself.
         class_names: one name per class (default: a dataset's names when `dataset` names one
             or `"auto"` finds exactly one match, else "0".."K-1").
-        dataset: a dataset of `rlra_tf.data` for real test images, `"auto"` or `"none"`.
+        dataset: a dataset of `rlra_tf.data` for real test images, `"none"`, or `"auto"`:
+            the `dataset` of a trainer's `config.json` beside the model if there is one,
+            else the datasets that match the model's image shape and class count.
         data_dir: tfds data folder for `dataset`.
         batch_sizes: the batch sizes the artefacts are compared with Keras at.
         tolerance: the largest allowed max abs difference of logits and probabilities.
@@ -591,7 +610,16 @@ def export_model(
     model = load_aligned_model(model_path)
     load_seconds = time.perf_counter() - t0
     shape = image_shape(model)
-    images, real_note = real_test_images(model, dataset, max(batch_sizes), data_dir)
+    dataset, config_path = dataset_from_run_config(model_path, dataset)
+    try:
+        images, real_note = real_test_images(model, dataset, max(batch_sizes), data_dir)
+    except ExportError:
+        if config_path is None:
+            raise
+        dataset = "auto"  # the run's dataset does not fit or is unavailable: look for others
+        images, real_note = real_test_images(model, dataset, max(batch_sizes), data_dir)
+    if config_path is not None:
+        real_note["dataset_from"] = config_path
     if class_names is None:
         class_names = _dataset_class_names(model, dataset, real_note)
     class_names = [str(n) for n in class_names]

@@ -247,12 +247,19 @@ def test_output_errors(trained, float_export, tmp_path):
 
 def test_overwrite_replaces_only_export_artefacts(trained, tmp_path):
     _, path = trained
+    # A trainer's run folder: config.json names a dataset, here one that does not fit.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "model.keras").write_bytes(open(path, "rb").read())
+    (run / "config.json").write_text(json.dumps({"dataset": "cifar10"}))
     out = tmp_path / "out"
     out.mkdir()
     (out / "model.onnx").write_text("stale")
     (out / "notes.txt").write_text("keep me")
-    report = export_lib.export_model(path, str(out), "onnx", overwrite=True, dataset="none")
+    report = export_lib.export_model(str(run / "model.keras"), str(out), "onnx", overwrite=True)
     assert report["passed"] and (out / "notes.txt").read_text() == "keep me"
+    assert report["real_images"]["dataset_from"] == str(run / "config.json")
+    assert "skipped" in report["real_images"] and report["class_names"] == ["0", "1", "2"]
     onnx.checker.check_model(str(out / "model.onnx"))
     assert sorted(os.listdir(out)) == ["export_report.json", "model.onnx", "notes.txt"]
 
@@ -272,6 +279,16 @@ def test_parity_failure_writes_report_and_fails(trained, tmp_path, monkeypatch):
     report = json.load(open(out / "export_report.json"))
     assert report["passed"] is False
     assert 1.9e-3 < report["formats"]["onnx"]["max_abs_diff"]["logits"] < 2.1e-3
+
+
+def test_dataset_from_run_config(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps({"dataset": "fashion_mnist", "lr": 1}))
+    model = str(tmp_path / "model.keras")
+    assert export_lib.dataset_from_run_config(model, "auto") == (
+        "fashion_mnist", str(tmp_path / "config.json"))
+    assert export_lib.dataset_from_run_config(model, "none") == ("none", None)
+    assert export_lib.dataset_from_run_config(str(tmp_path / "x" / "m.keras"), "auto") == (
+        "auto", None)
 
 
 def test_argument_checks():
