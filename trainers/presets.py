@@ -150,22 +150,25 @@ def fmnist_mlp():
     Command: `python -m trainers.train --preset=fmnist_mlp --workdir=runs/fmnist_mlp`
     (or `make demo`).
     Machine: 2 CPU cores (no GPU). Time: about 10-20 s per epoch, 10 epochs: 2-4 minutes.
-    Expected: about 88-89% test accuracy (the bar of the core issue is at least 88.5%,
-    within 1 point of backprop; the paper reports 88.13%). The rule's settings are the ones
-    the MLP benchmark (`BENCHMARKS.md`) picks; change them here only.
+    Expected: about 89% test accuracy (the bar of the core issue is at least 88.5%,
+    within 1 point of backprop; the paper reports 88.13%). The settings are the ones the
+    MLP benchmark (`benchmarks/accuracy.py`, `BENCHMARKS.md`) picked from the ones it
+    tried: Adam 1e-3 with cosine decay to 0 (constant lr lost 1.5-2.5 points for every
+    rule), beta 0.1, and the three hidden units as one rec-LRA block (block_size=3 gave
+    89.1% against 88.8% for blocks of one unit, seed 0). Change them here only.
     """
     return Config(
         dataset="fashion_mnist",
         model="mlp",
         hidden_units=(256, 256, 256),
         activation="tanh",
-        block_size=1,
+        block_size=3,
         rule="rec_lra",
         beta=0.1,
         gamma=1.0,
         optimizer="adam",
         learning_rate=1e-3,
-        schedule="constant",
+        schedule="cosine",
         batch_size=50,
         epochs=10,
     )
