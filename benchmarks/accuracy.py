@@ -1,0 +1,431 @@
+"""Test accuracy per epoch of every rule on the trainer's `fmnist_mlp` preset, over seeds.
+
+Each run is `trainers.train_lib.train_and_evaluate` of the preset (MLP 784-256-256-256-10
+tanh, Adam 1e-3 with cosine decay to 0, batch 50, 10 epochs, 58,000 training examples with
+2,000 held out) with only the rule (and, for the labelled variants, one setting) changed, so
+what is measured is what the trainer gives a user. A callback evaluates the full 10,000-image
+test split after every epoch, outside the timed part: `epoch_seconds` is the trainer's own
+timer (training steps plus its validation pass), and the test pass is timed separately.
+
+Variants (`--variants`): `bp`, `fa`, `dfa`, `lra`, `rec_lra` (the preset: beta 0.1, blocks of
+three units) and `rec_lra_b1` (rec-LRA with blocks of one unit). Runs go seed by seed, every
+variant within a seed, in one process, one after the other; the JSON is rewritten after every
+run (a killed benchmark keeps what it finished, and a rerun with the same settings skips the
+runs already in the JSON).
+
+    python -m benchmarks.accuracy --seeds=0,1,2          # 18 runs, about 1-1.5 h on 2 cores
+    python -m benchmarks.accuracy --seeds=0 --epochs=2   # a quick look, ~5 minutes
+    python -m benchmarks.accuracy --sweep                # the settings-tried sweep (seed 0)
+
+Writes `benchmarks/results/accuracy_mlp.json` and `accuracy_mlp.png` (test accuracy per epoch,
+mean over seeds with the min-max band); `--sweep` writes `mlp_sweep.json` instead.
+"""
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+
+from absl import app, flags, logging
+
+PRESET = "fmnist_mlp"
+THRESHOLDS = (0.85, 0.88)
+
+# name -> (label, changes to the preset)
+VARIANTS = {
+    "bp": ("bp", {"rule": "bp"}),
+    "fa": ("fa", {"rule": "fa"}),
+    "dfa": ("dfa", {"rule": "dfa"}),
+    "lra": ("lra (LRA-E, beta 0.1)", {"rule": "lra", "beta": 0.1, "gamma": 1.0}),
+    "rec_lra": ("rec_lra (preset: beta 0.1, blocks of 3)", {}),
+    "rec_lra_b1": ("rec_lra, blocks of 1", {"block_size": 1}),
+}
+DEFAULT_VARIANTS = tuple(VARIANTS)
+
+# The settings the MLP defaults were chosen from: name -> (label, changes to the preset).
+SWEEP = {
+    "const_bp": ("constant lr: bp", {"schedule": "constant", "rule": "bp"}),
+    "const_rec_lra_b1": ("constant lr: rec_lra beta 0.1, blocks of 1",
+                         {"schedule": "constant", "block_size": 1}),
+    "const_lra": ("constant lr: lra beta 0.1",
+                  {"schedule": "constant", "rule": "lra", "beta": 0.1, "gamma": 1.0}),
+    "const_fa": ("constant lr: fa", {"schedule": "constant", "rule": "fa"}),
+    "const_dfa": ("constant lr: dfa", {"schedule": "constant", "rule": "dfa"}),
+    "const_rec_lra_b3": ("constant lr: rec_lra beta 0.1, blocks of 3", {"schedule": "constant"}),
+    "cos_bp": ("cosine: bp", {"rule": "bp"}),
+    "cos_rec_lra_b1": ("cosine: rec_lra beta 0.1, blocks of 1", {"block_size": 1}),
+    "cos_lra": ("cosine: lra beta 0.1", {"rule": "lra", "beta": 0.1, "gamma": 1.0}),
+    "cos_rec_lra_beta0.2": ("cosine: rec_lra beta 0.2, blocks of 1",
+                            {"block_size": 1, "beta": 0.2}),
+    "cos_rec_lra_beta0.05": ("cosine: rec_lra beta 0.05, blocks of 1",
+                             {"block_size": 1, "beta": 0.05}),
+    "cos_rec_lra_b3": ("cosine: rec_lra beta 0.1, blocks of 3 (the preset)", {}),
+    "cos_fa": ("cosine: fa", {"rule": "fa"}),
+    "cos_dfa": ("cosine: dfa", {"rule": "dfa"}),
+    "cos_b128_bp": ("cosine, batch 128, lr 2e-3: bp",
+                    {"rule": "bp", "batch_size": 128, "learning_rate": 2e-3}),
+    "cos_b128_rec_lra_b1": ("cosine, batch 128, lr 2e-3: rec_lra beta 0.1, blocks of 1",
+                            {"batch_size": 128, "learning_rate": 2e-3, "block_size": 1}),
+}
+
+_SEEDS = flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (initialisation and data order).")
+_VARIANTS = flags.DEFINE_list(
+    "variants", list(DEFAULT_VARIANTS), f"Variants to run: {', '.join(VARIANTS)}."
+)
+_EPOCHS = flags.DEFINE_integer("epochs", None, "Epochs per run (default: the preset's, 10).")
+_TRAIN_LIMIT = flags.DEFINE_integer(
+    "train_limit", None, "Use only the first N training examples (quick suites)."
+)
+_SWEEP = flags.DEFINE_bool(
+    "sweep", False, "Run the settings-tried sweep (seed 0 of --seeds) into mlp_sweep.json."
+)
+_OUT = flags.DEFINE_string(
+    "out", None,
+    "The JSON results (the PNG goes beside it). Default: benchmarks/results/accuracy_mlp.json "
+    "(mlp_sweep.json with --sweep).",
+)
+_RESUME = flags.DEFINE_bool("resume", True, "Skip runs already in the JSON with equal config.")
+
+
+class TestEvaluator:
+    """Accuracy and mean cross-entropy of a model on a fixed dataset, batch by batch.
+
+    Computed from the model's logits with TF ops (not Keras' metrics), so it leaves the
+    training loop's metric state alone.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+        self._fn = None
+
+    def __call__(self, model):
+        import numpy as np
+        import tensorflow as tf
+
+        if self._fn is None or self._fn[0] is not model:
+            @tf.function(autograph=False)
+            def batch_stats(x, y):
+                logits = tf.cast(model(x, training=False), tf.float32)
+                y = tf.cast(y, tf.int32)
+                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
+                correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y)
+                return tf.reduce_sum(tf.cast(correct, tf.float32)), tf.reduce_sum(ce)
+
+            self._fn = (model, batch_stats)
+        n = correct = loss = 0.0
+        for x, y in self.dataset:
+            c, ce = self._fn[1](x, y)
+            correct += float(c)
+            loss += float(ce)
+            n += int(np.shape(y)[0])
+        return correct / n, loss / n, int(n)
+
+
+def make_test_callback(evaluator, record):
+    import keras
+
+    class PerEpochTest(keras.callbacks.Callback):
+        """After each epoch: test accuracy/loss and the trainer's epoch time into `record`."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            start = time.perf_counter()
+            acc, loss, n = evaluator(self.model)
+            record["epochs"].append({
+                "epoch": epoch + 1,
+                "test_accuracy": acc,
+                "test_loss": loss,
+                "test_examples": n,
+                "val_accuracy": _float(logs.get("val_accuracy")),
+                "train_accuracy": _float(logs.get("accuracy")),
+                "train_loss": _float(logs.get("loss")),
+                "epoch_seconds": _float(logs.get("epoch_seconds")),
+                "test_eval_seconds": time.perf_counter() - start,
+            })
+            print(f"    epoch {epoch + 1}: test {100 * acc:.2f}% loss {loss:.4f} "
+                  f"({_float(logs.get('epoch_seconds')) or 0:.1f} s)", flush=True)
+
+    return PerEpochTest()
+
+
+def _float(v):
+    if v is None:
+        return None
+    import numpy as np
+
+    return float(np.asarray(v))
+
+
+def run_config(name, label, changes, seed, epochs, train_limit):
+    """The `Config` of one run: the preset, the variant's changes, the seed and budget."""
+    from trainers import presets
+
+    config = presets.get(PRESET)
+    changes = dict(changes)
+    changes["seed"] = seed
+    if epochs is not None:
+        changes["epochs"] = epochs
+    if train_limit is not None:
+        changes["train_limit"] = train_limit
+    return presets.override(config, **changes)
+
+
+def run_one(name, label, config, evaluator, workroot):
+    from trainers import train_lib
+
+    record = {"variant": name, "label": label, "seed": config.seed, "config": config.to_json(),
+              "epochs": []}
+    workdir = os.path.join(workroot, f"{name}-seed{config.seed}")
+    start = time.perf_counter()
+    metrics = train_lib.train_and_evaluate(
+        config, workdir, overwrite=True, verbose=0,
+        callbacks=[make_test_callback(evaluator, record)],
+    )
+    wall = time.perf_counter() - start
+    eval_total = sum(e["test_eval_seconds"] for e in record["epochs"])
+    record.update({
+        "final_test_accuracy": metrics["test_accuracy"],
+        "final_test_loss": metrics["test_loss"],
+        "mean_seconds_per_epoch": metrics["mean_seconds_per_epoch"],
+        "wall_seconds": wall - eval_total,
+        "wall_seconds_including_per_epoch_tests": wall,
+        "steps_per_epoch": metrics["steps_per_epoch"],
+        "rule": metrics["rule"],
+    })
+    shutil.rmtree(workdir, ignore_errors=True)
+    return record
+
+
+# --------------------------------------------------------------------------- summaries
+
+
+def _mean(values):
+    return sum(values) / len(values) if values else None
+
+
+def time_to_reach(record, threshold):
+    """`(epochs, seconds)` at which `record` first reached `threshold` test accuracy, or None.
+
+    Seconds are the trainer's epoch times summed up to and including that epoch.
+    """
+    seconds = 0.0
+    for e in record["epochs"]:
+        seconds += e["epoch_seconds"] or 0.0
+        if e["test_accuracy"] >= threshold:
+            return e["epoch"], seconds
+    return None
+
+
+def summarize(runs, thresholds=THRESHOLDS):
+    """Per variant: final test accuracy mean/min/max over seeds, curves, time per epoch and
+    epochs/seconds to each threshold (mean over the seeds that reached it; `reached` counts
+    them)."""
+    out = {}
+    for name in dict.fromkeys(r["variant"] for r in runs):
+        rs = [r for r in runs if r["variant"] == name]
+        finals = [r["final_test_accuracy"] for r in rs]
+        n_epochs = min(len(r["epochs"]) for r in rs)
+        curve = [_mean([r["epochs"][i]["test_accuracy"] for r in rs]) for i in range(n_epochs)]
+        lo = [min(r["epochs"][i]["test_accuracy"] for r in rs) for i in range(n_epochs)]
+        hi = [max(r["epochs"][i]["test_accuracy"] for r in rs) for i in range(n_epochs)]
+        loss = [_mean([r["epochs"][i]["test_loss"] for r in rs]) for i in range(n_epochs)]
+        reach = {}
+        for t in thresholds:
+            hits = [time_to_reach(r, t) for r in rs]
+            got = [h for h in hits if h is not None]
+            reach[f"{t:.2f}"] = {
+                "reached": len(got),
+                "runs": len(rs),
+                "epochs_mean": _mean([h[0] for h in got]),
+                "seconds_mean": _mean([h[1] for h in got]),
+                "per_seed": [None if h is None else {"epochs": h[0], "seconds": h[1]}
+                             for h in hits],
+            }
+        spe = [r["mean_seconds_per_epoch"] for r in rs if r.get("mean_seconds_per_epoch")]
+        out[name] = {
+            "label": rs[0]["label"],
+            "seeds": [r["seed"] for r in rs],
+            "final_test_accuracy_mean": _mean(finals),
+            "final_test_accuracy_min": min(finals),
+            "final_test_accuracy_max": max(finals),
+            "final_test_accuracy_std": (
+                (sum((f - _mean(finals)) ** 2 for f in finals) / (len(finals) - 1)) ** 0.5
+                if len(finals) > 1 else None),
+            "final_test_loss_mean": _mean([r["final_test_loss"] for r in rs]),
+            "test_accuracy_per_epoch_mean": curve,
+            "test_accuracy_per_epoch_min": lo,
+            "test_accuracy_per_epoch_max": hi,
+            "test_loss_per_epoch_mean": loss,
+            "seconds_per_epoch_mean": _mean(spe),
+            "wall_seconds_mean": _mean([r["wall_seconds"] for r in rs]),
+            "reach": reach,
+        }
+    return out
+
+
+def environment():
+    """Machine, versions and date, the same keys in every benchmark JSON of this folder."""
+    import keras
+    import tensorflow as tf
+
+    return {
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average": list(os.getloadavg()),
+        },
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def plot(result, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
+    summary = result["summary"]
+    fig = Figure(figsize=(11, 4.4))
+    FigureCanvasAgg(fig)
+    ax_acc, ax_loss = fig.subplots(1, 2)
+    for i, (name, s) in enumerate(summary.items()):
+        color = f"C{i % 10}"
+        epochs = list(range(1, len(s["test_accuracy_per_epoch_mean"]) + 1))
+        acc = [100 * v for v in s["test_accuracy_per_epoch_mean"]]
+        ax_acc.plot(epochs, acc, color=color, marker=".",
+                    label=f"{s['label']} ({100 * s['final_test_accuracy_mean']:.2f}%)")
+        if len(s["seeds"]) > 1:
+            ax_acc.fill_between(epochs, [100 * v for v in s["test_accuracy_per_epoch_min"]],
+                                [100 * v for v in s["test_accuracy_per_epoch_max"]],
+                                color=color, alpha=0.15)
+        ax_loss.plot(epochs, s["test_loss_per_epoch_mean"], color=color, marker=".")
+    seeds = sorted({seed for s in summary.values() for seed in s["seeds"]})
+    for t in result.get("thresholds", []):
+        ax_acc.axhline(100 * t, color="grey", linestyle=":", linewidth=0.8)
+    ax_acc.set_title(f"test accuracy (%), mean over seeds {seeds}; band: min-max", fontsize=10)
+    ax_loss.set_title("test cross-entropy, mean over seeds", fontsize=10)
+    for ax in (ax_acc, ax_loss):
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(True, alpha=0.3)
+    ax_acc.legend(fontsize="small", loc="lower right")
+    fig.suptitle(f"{result['model']} on Fashion-MNIST ({result['budget']})", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _budget(config):
+    return (f"{config.epochs} epochs, batch {config.batch_size}, {config.optimizer} "
+            f"lr {config.learning_rate:g} {config.schedule}"
+            + (f", first {config.train_limit} training examples" if config.train_limit else ""))
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)  # tfds' per-split INFO lines
+    from rlra_tf import data
+
+    try:
+        seeds = [int(s) for s in _SEEDS.value]
+    except ValueError:
+        raise app.UsageError(f"Expected integer seeds, received: --seeds={_SEEDS.value}")
+    if not seeds or any(s < 0 for s in seeds):
+        raise app.UsageError(f"Expected non-negative seeds, received: --seeds={_SEEDS.value}")
+    if _SWEEP.value:
+        table, names, seeds = SWEEP, list(SWEEP), seeds[:1]
+    else:
+        table, names = VARIANTS, list(_VARIANTS.value)
+        unknown = [n for n in names if n not in VARIANTS]
+        if unknown:
+            raise app.UsageError(
+                f"Unknown variants {unknown}, received: --variants={','.join(names)}. "
+                f"Expected some of {list(VARIANTS)}"
+            )
+    default_name = "mlp_sweep.json" if _SWEEP.value else "accuracy_mlp.json"
+    out = _OUT.value or os.path.join("benchmarks", "results", default_name)
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+
+    previous = []
+    if _RESUME.value and os.path.exists(out):
+        with open(out) as f:
+            previous = json.load(f).get("runs", [])
+    evaluator = TestEvaluator(data.load("fashion_mnist", "test", 1000, shuffle=False))
+    workroot = tempfile.mkdtemp(prefix="rlra_accuracy_")
+    base = run_config(names[0], "", table[names[0]][1], seeds[0], _EPOCHS.value,
+                      _TRAIN_LIMIT.value)
+    result = {
+        "benchmark": "mlp_sweep" if _SWEEP.value else "accuracy_mlp",
+        "preset": PRESET,
+        "model": "MLP 784-256-256-256-10 tanh",
+        "budget": _budget(base),
+        "epochs": base.epochs,
+        "train_limit": base.train_limit,
+        "thresholds": list(THRESHOLDS),
+        "seeds": seeds,
+        "variants": {n: table[n][0] for n in names},
+        "notes": ("Test accuracy on the full 10,000-image test split after every epoch (outside "
+                  "the timed part). seconds = the trainer's epoch timer (training steps and its "
+                  "2,000-example validation pass)."),
+        **environment(),
+        "runs": [],
+    }
+    started = time.perf_counter()
+    try:
+        for seed in seeds:
+            for name in names:
+                label, changes = table[name]
+                config = run_config(name, label, changes, seed, _EPOCHS.value,
+                                    _TRAIN_LIMIT.value)
+                done = [r for r in previous if r["variant"] == name
+                        and r["config"] == config.to_json()]
+                if done:
+                    print(f"{name} seed {seed}: already in {out}, skipped")
+                    result["runs"].append(done[0])
+                else:
+                    print(f"{name} seed {seed} ({label})", flush=True)
+                    rec = run_one(name, label, config, evaluator, workroot)
+                    print(f"  -> test {100 * rec['final_test_accuracy']:.2f}% in "
+                          f"{rec['wall_seconds']:.0f} s", flush=True)
+                    result["runs"].append(rec)
+                result["summary"] = summarize(result["runs"])
+                result["total_seconds"] = time.perf_counter() - started
+                result["complete"] = False
+                _write(out, result)
+        result["complete"] = True
+        _write(out, result)
+        plot(result, os.path.splitext(out)[0] + ".png")
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
+    print(f"\n{'variant':12} {'final test % (mean [min, max])':32} {'s/epoch':>8} "
+          + " ".join(f"{'to ' + format(100 * t, '.0f') + '%':>14}" for t in THRESHOLDS))
+    for name, s in result["summary"].items():
+        reach = []
+        for t in THRESHOLDS:
+            r = s["reach"][f"{t:.2f}"]
+            reach.append(f"{r['epochs_mean']:.1f} ep/{r['seconds_mean']:.0f}s"
+                         if r["reached"] else "never")
+        print(f"{name:12} {100 * s['final_test_accuracy_mean']:6.2f} "
+              f"[{100 * s['final_test_accuracy_min']:.2f}, "
+              f"{100 * s['final_test_accuracy_max']:.2f}]{'':10} "
+              f"{s['seconds_per_epoch_mean'] or 0:8.1f} " + " ".join(f"{x:>14}" for x in reach))
+    print(f"Wrote {out}")
+
+
+def _write(path, obj):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(tmp, path)
+    if obj.get("runs"):
+        try:
+            plot(obj, os.path.splitext(path)[0] + ".png")
+        except Exception as err:  # a plot problem must not lose the numbers
+            print(f"(plot failed: {err})")
+
+
+if __name__ == "__main__":
+    app.run(main)
