@@ -23,12 +23,13 @@ mean over seeds with the min-max band); `--sweep` writes `mlp_sweep.json` instea
 
 import json
 import os
-import platform
 import shutil
 import tempfile
 import time
 
 from absl import app, flags, logging
+
+from benchmarks.environment import environment
 
 PRESET = "fmnist_mlp"
 THRESHOLDS = (0.85, 0.88)
@@ -263,24 +264,6 @@ def summarize(runs, thresholds=THRESHOLDS):
             "reach": reach,
         }
     return out
-
-
-def environment():
-    """Machine, versions and date, the same keys in every benchmark JSON of this folder."""
-    import keras
-    import tensorflow as tf
-
-    return {
-        "machine": {
-            "platform": platform.platform(),
-            "processor": platform.processor() or platform.machine(),
-            "cpus": os.cpu_count(),
-            "load_average": list(os.getloadavg()),
-        },
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
-                     "python": platform.python_version()},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-    }
 
 
 def plot(result, path):

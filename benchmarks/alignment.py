@@ -1,0 +1,166 @@
+"""How each rule's updates line up with backprop's gradient while the MLP trains.
+
+Trains the trainer's `fmnist_mlp` preset (MLP 784-256-256-256-10 tanh, Adam 1e-3 cosine, batch
+50) for `--epochs` epochs with each rule, with the trainer's alignment diagnostics on
+(`diagnostics_every`: `rlra_tf.diagnostics.AlignmentDiagnostics` on 256 validation images),
+and records per unit the angle between the rule's kernel update and backprop's gradient
+(0 = backprop's direction, 90 = unrelated) and the angle between the feedback kernel `F` and
+the forward kernel `W`, over training. `bp` is the 0-degree reference.
+
+    python -m benchmarks.alignment                         # 5 rules x 3 epochs, ~5 minutes
+    python -m benchmarks.alignment --epochs=1 --train_limit=10000 --every=25   # quick
+
+Writes `benchmarks/results/alignment.json` and `alignment.png` and prints a table.
+"""
+
+import json
+import os
+import shutil
+import tempfile
+import time
+
+from absl import app, flags, logging
+
+from benchmarks.environment import environment
+
+RULES = ("rec_lra", "lra", "fa", "dfa", "bp")
+
+_RULES = flags.DEFINE_list("rules", list(RULES), "Rules to train (bp is the 0 reference).")
+_EPOCHS = flags.DEFINE_integer("epochs", 3, "Epochs per rule.")
+_EVERY = flags.DEFINE_integer("every", 100, "Training steps between probes.")
+_TRAIN_LIMIT = flags.DEFINE_integer("train_limit", None, "Use only the first N training images.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed.")
+_OUT = flags.DEFINE_string(
+    "out", "benchmarks/results/alignment.json", "The JSON results (the PNG goes beside it)."
+)
+
+
+def rule_config(rule, epochs, every, train_limit, seed):
+    """The preset with `rule` (the preset's own rec-LRA settings for `rec_lra`; beta 0.1 for
+    `lra`) and the diagnostics on."""
+    from trainers import presets
+
+    config = presets.get("fmnist_mlp")
+    changes = {"rule": rule, "epochs": epochs, "diagnostics_every": every, "seed": seed,
+               "train_limit": train_limit}
+    if rule == "lra":
+        changes.update(beta=0.1, gamma=1.0)
+    return presets.override(config, **changes)
+
+
+def series(history, metric):
+    """`{unit: [value or None per probe]}` from an `AlignmentDiagnostics` history."""
+    units = list(history[-1]["units"]) if history else []
+    return {u: [(rec["units"].get(u) or {}).get(metric) for rec in history] for u in units}
+
+
+def summarize_rule(history):
+    """Angles at the last probe per unit, and their mean over the hidden units."""
+    last = history[-1]["units"]
+    hidden = [u for u in last if u != "head"]
+
+    def mean(metric, units):
+        vals = [last[u].get(metric) for u in units if last[u].get(metric) is not None]
+        return sum(vals) / len(vals) if vals else None
+
+    return {
+        "final_angle": {u: last[u].get("angle") for u in last},
+        "final_feedback_angle": {u: last[u].get("feedback_angle") for u in last},
+        "final_angle_hidden_mean": mean("angle", hidden),
+        "first_angle_hidden_mean": (
+            sum(history[0]["units"][u]["angle"] for u in hidden
+                if history[0]["units"][u].get("angle") is not None) / len(hidden)
+            if hidden else None),
+        "final_feedback_angle_hidden_mean": mean("feedback_angle", hidden),
+    }
+
+
+def plot(result, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    rules = list(result["rules"])
+    fig = Figure(figsize=(3.6 * len(rules), 3.8))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(rules), squeeze=False, sharey=True)[0]
+    for ax, rule in zip(axes, rules):
+        r = result["rules"][rule]
+        for i, (unit, values) in enumerate(r["angle"].items()):
+            ys = [float("nan") if v is None else v for v in values]
+            ax.plot(r["steps"], ys, color=f"C{i}", label=unit)
+            fb = r["feedback_angle"].get(unit)
+            if fb and any(v is not None for v in fb) and rule in ("lra", "rec_lra"):
+                ax.plot(r["steps"], [float("nan") if v is None else v for v in fb],
+                        color=f"C{i}", linestyle=":", alpha=0.7)
+        ax.set_title(f"{rule} (test {100 * r['test_accuracy']:.1f}%)", fontsize=10)
+        ax.set_xlabel("training step")
+        ax.set_ylim(0, 120)
+        ax.set_yticks([0, 30, 60, 90, 120])
+        ax.grid(True, alpha=0.3)
+    axes[0].set_ylabel("angle to backprop's gradient (degrees)")
+    axes[0].legend(fontsize="small", loc="upper right")
+    fig.suptitle("per-unit angle between the rule's update and backprop's gradient "
+                 "(dotted: angle between F and W)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    from trainers import train_lib
+
+    unknown = [r for r in _RULES.value if r not in RULES]
+    if unknown:
+        raise app.UsageError(
+            f"Unknown rules {unknown}, received: --rules={','.join(_RULES.value)}. "
+            f"Expected some of {list(RULES)}"
+        )
+    workroot = tempfile.mkdtemp(prefix="rlra_alignment_")
+    result = {
+        "benchmark": "alignment",
+        "preset": "fmnist_mlp",
+        "model": "MLP 784-256-256-256-10 tanh",
+        "epochs": _EPOCHS.value,
+        "every_n_steps": _EVERY.value,
+        "train_limit": _TRAIN_LIMIT.value,
+        "seed": _SEED.value,
+        **environment(),
+        "rules": {},
+    }
+    try:
+        for rule in _RULES.value:
+            config = rule_config(rule, _EPOCHS.value, _EVERY.value, _TRAIN_LIMIT.value,
+                                 _SEED.value)
+            start = time.perf_counter()
+            metrics = train_lib.train_and_evaluate(
+                config, os.path.join(workroot, rule), overwrite=True, verbose=0
+            )
+            history = metrics["diagnostics"]["history"]
+            result["rules"][rule] = {
+                "test_accuracy": metrics["test_accuracy"],
+                "seconds": time.perf_counter() - start,
+                "probe_size": metrics["diagnostics"]["probe_size"],
+                "steps": [rec["step"] for rec in history],
+                "angle": series(history, "angle"),
+                "feedback_angle": series(history, "feedback_angle"),
+                "error_norm": series(history, "error_norm"),
+                **summarize_rule(history),
+            }
+            s = result["rules"][rule]
+            print(f"{rule:8} test {100 * s['test_accuracy']:.2f}%  hidden-unit angle "
+                  f"{s['first_angle_hidden_mean']:.1f} -> {s['final_angle_hidden_mean']:.1f} deg  "
+                  + " ".join(f"{u}={a:.1f}" for u, a in s["final_angle"].items()
+                             if a is not None), flush=True)
+            shutil.rmtree(os.path.join(workroot, rule), ignore_errors=True)
+    finally:
+        shutil.rmtree(workroot, ignore_errors=True)
+    os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
+    with open(_OUT.value, "w") as f:
+        json.dump(result, f, indent=1)
+    plot(result, os.path.splitext(_OUT.value)[0] + ".png")
+    print(f"Wrote {_OUT.value}")
+
+
+if __name__ == "__main__":
+    app.run(main)
