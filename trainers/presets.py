@@ -308,27 +308,9 @@ def imagenet_resnet50():
     Machine: a TPU v3-8 / v4-8 VM or 8 GPUs. Time: not measured; estimate 20-30 minutes per
     epoch on 8 accelerators, about two days in all.
     Expected: not measured; backprop ResNet-50 reaches about 76% top-1 with this recipe.
+    The recipe is `imagenet_resnet18`'s with the deeper network.
     """
-    return Config(
-        dataset="imagenet2012",
-        model="resnet50",
-        activation="relu",
-        normalize=True,
-        rule="rec_lra",
-        beta=0.1,
-        gamma=1.0,
-        label_smoothing=0.1,
-        optimizer="sgd",
-        learning_rate=0.4,
-        momentum=0.9,
-        weight_decay=5e-5,
-        schedule="cosine",
-        warmup_epochs=5,
-        epochs=90,
-        batch_size=1024,
-        augment=True,
-        backup_every=1000,
-    )
+    return override(imagenet_resnet18(), model="resnet50")
 
 
 def tiny_mlp():
