@@ -52,7 +52,9 @@ PUBLISHED_SOURCE = "ALGORITHM.md section 6"
 MLP_BAR = {"rec_lra_min": 88.5, "rec_lra_gap_to_bp": 1.0, "lra_min": 87.5}
 RESNET_BAR = {"rec_lra_gap_to_bp": 2.0, "margin_over_fa_dfa": 5.0}
 OVERHEAD_BAR = 0.10
-GENERALISE_TOLERANCE = {"mlp": MLP_BAR["rec_lra_gap_to_bp"], "resnet": RESNET_BAR["rec_lra_gap_to_bp"]}
+GENERALISE_TOLERANCE = {
+    "mlp": MLP_BAR["rec_lra_gap_to_bp"], "resnet": RESNET_BAR["rec_lra_gap_to_bp"],
+}
 RULE_ORDER = ("bp", "fa", "dfa", "lra", "rec_lra")
 CLOUD_PRESETS = ("fmnist_resnet20", "cifar10_resnet20", "cifar10_resnet18", "imagenet_resnet18",
                  "imagenet_resnet50")
@@ -884,8 +886,8 @@ def render(results_dir=RESULTS_DIR, out="BENCHMARKS.md"):
                ("Issue 2: MLP bar", v_bar2), ("Issue 3: ResNet-20 accuracy bar", v_bar3[0]),
                ("Issue 3: ResNet-18 step-time bar", v_bar3[1]),
                ("Export parity", v_export), ("Diagnostics overhead < 10%", v_overhead)]
-    parts = [section_header(results, root, results_dir), section_summary(claims), gen, conv, cheap, align,
-             bar2, bar3, export, overhead, section_cloud()]
+    parts = [section_header(results, root, results_dir), section_summary(claims), gen, conv,
+             cheap, align, bar2, bar3, export, overhead, section_cloud()]
     return "\n\n".join(parts).rstrip() + "\n"
 
 
