@@ -38,6 +38,12 @@ _BLOCK_SIZE = flags.DEFINE_integer("block_size", None, "MLP units per rec-LRA bl
 _STEM = flags.DEFINE_string("stem", None, "ResNet stem: cifar or imagenet.")
 _WIDTH = flags.DEFINE_integer("width", None, "ResNet first-stage width.")
 _NORMALIZE = flags.DEFINE_bool("normalize", None, "Standardise inputs (dataset mean/std).")
+_NUM_CLASSES = flags.DEFINE_integer(
+    "num_classes", None, "Classes the model must have (checked against the dataset)."
+)
+_IMAGE_SHAPE = flags.DEFINE_list(
+    "image_shape", None, "Input shape the model must have, e.g. 28,28,1 (checked likewise)."
+)
 _RULE = flags.DEFINE_string("rule", None, "rec_lra, lra, fa, dfa or bp.")
 _BETA = flags.DEFINE_float("beta", None, "LRA target displacement.")
 _GAMMA = flags.DEFINE_float("gamma", None, "LRA error-synapse update scale.")
@@ -75,7 +81,7 @@ _EVAL_LIMIT = flags.DEFINE_integer(
 _BACKUP_EVERY = flags.DEFINE_integer("backup_every", None, "Steps between fault-tolerance backups.")
 _STEPS_PER_EXECUTION = flags.DEFINE_integer("steps_per_execution", None, "Steps per compiled call.")
 
-_INT_LISTS = ("hidden_units", "step_epochs")
+_INT_LISTS = ("hidden_units", "image_shape", "step_epochs")
 
 
 def resolve_config():
