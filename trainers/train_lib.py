@@ -29,6 +29,7 @@ import json
 import math
 import os
 import posixpath
+import re
 import sys
 import time
 
@@ -538,6 +539,8 @@ class StepBackup(keras.callbacks.BackupAndRestore):
         if self.last_saved is None:
             return "none yet"
         epoch, step, global_step = self.last_saved
+        if step == 0:
+            return f"step {global_step}: end of epoch {epoch}"
         return f"step {global_step}: epoch {epoch + 1}, batch {step}"
 
     def delete(self):
@@ -765,6 +768,7 @@ def _run(config, workdir, overwrite, extra_callbacks, verbose):
         print(f"{outdir} already holds the finished run of this config; nothing to do "
               "(--overwrite retrains it).")
         return _read_json(_join(outdir, METRICS_FILE))
+    existed = tf.io.gfile.exists(outdir)
     tf.io.gfile.makedirs(outdir)
     _write_json(_join(outdir, CONFIG_FILE), config.to_json())
 
@@ -839,12 +843,11 @@ def _run(config, workdir, overwrite, extra_callbacks, verbose):
                 _load(config, ds_info, "test", config.batch_size), return_dict=True, verbose=0
             )
     except tf.errors.InvalidArgumentError as err:
-        if "labels of the" in str(err):
-            raise TrainerError(
-                f"Bad labels in the data: {err.message.splitlines()[0]} "
-                "(the model has as many outputs as the dataset has classes)"
-            ) from None
-        raise
+        if "labels of the" not in str(err):
+            raise
+        if state == "new" and backup.last_saved is None:
+            _remove_run(outdir, keep, existed)  # bad input: leave no half-written run behind
+        raise TrainerError(_bad_labels_message(err)) from None
     train_seconds = time.perf_counter() - started
 
     model_path = _join(outdir, MODEL_FILE)
@@ -878,6 +881,36 @@ def _run(config, workdir, overwrite, extra_callbacks, verbose):
     _write_json(_join(outdir, METRICS_FILE), _finite(metrics))
     backup.delete()
     return metrics
+
+
+def _bad_labels_message(err):
+    """The label guard's assertion (which split, which range, which labels) from `err`.
+
+    Inside `fit` the assertion is buried in a "Graph execution error" several lines down.
+    """
+    text = str(err.message)
+    what = re.search(r"\[(labels of the [^\]]*)\]", text)
+    values = re.search(r"\[x \([^)]*\) = \] \[([^\]]*)\]", text)
+    what = what.group(1).strip().rstrip(".") if what else text.strip()
+    message = f"Bad labels in the data: {what}"
+    if values:
+        message += f", received labels [{values.group(1)}]"
+    return message + " (the model has as many outputs as the dataset has classes)"
+
+
+def _remove_run(outdir, keep, existed):
+    """Deletes what this run wrote into `outdir` (it started empty or absent)."""
+    for entry in tf.io.gfile.listdir(outdir):
+        entry = entry.rstrip("/")
+        if entry in keep:
+            continue
+        path = _join(outdir, entry)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+    if not existed and "://" not in outdir and not os.listdir(outdir):
+        os.rmdir(outdir)
 
 
 def _merge(histories):
