@@ -34,3 +34,17 @@ def mirrored_strategy():
     if _MIRRORED is None:
         _MIRRORED = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     return _MIRRORED
+
+
+@pytest.fixture(scope="session")
+def fmnist_dir(tmp_path_factory):
+    """A tfds data_dir with Fashion-MNIST prepared from the local files (about 10 to 35 s).
+
+    Shared by the data and trainer tests, so the files are prepared once per session.
+    """
+    from rlra_tf import data
+
+    # `make test` installs Debian's dataset-fashion-mnist first, so this must work (no skip).
+    data_dir = str(tmp_path_factory.mktemp("tfds"))
+    data.load("fashion_mnist", "test", 10_000, data_dir=data_dir)
+    return data_dir

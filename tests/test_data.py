@@ -188,16 +188,8 @@ def test_imagenet_unavailable_names_the_tars(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# The real Fashion-MNIST, prepared once per session from the local IDX files.
-
-
-@pytest.fixture(scope="session")
-def fmnist_dir(tmp_path_factory):
-    """A tfds data_dir with Fashion-MNIST prepared from the local files (about 10 to 15 s)."""
-    # `make test` installs Debian's dataset-fashion-mnist first, so this must work (no skip).
-    data_dir = str(tmp_path_factory.mktemp("tfds"))
-    data.load("fashion_mnist", "test", 10_000, data_dir=data_dir)
-    return data_dir
+# The real Fashion-MNIST, prepared once per session from the local IDX files (the `fmnist_dir`
+# fixture of tests/conftest.py, shared with the trainer tests).
 
 
 def test_fashion_mnist_real_splits(fmnist_dir):
