@@ -24,7 +24,9 @@ from benchmarks import report
 
 # name -> (module, quick arguments, full arguments). Each script takes --out=<json path>.
 SUITE = {
-    "accuracy_mlp": ("benchmarks.accuracy", ["--seeds=0", "--epochs=3"], ["--seeds=0,1,2"]),
+    # --noresume: a suite run measures again (the script alone resumes an interrupted run).
+    "accuracy_mlp": ("benchmarks.accuracy", ["--seeds=0", "--epochs=3", "--noresume"],
+                     ["--seeds=0,1,2", "--noresume"]),
     "resnet_accuracy": ("benchmarks.resnet_accuracy", ["--quick"], []),
     "step_time": ("benchmarks.step_time", ["--quick"], []),
     "chain_length": ("benchmarks.chain_length", [], []),
@@ -34,7 +36,8 @@ SUITE = {
     "diagnostics_overhead": ("benchmarks.diagnostics_overhead", ["--steps=600", "--repeats=2"],
                              []),
 }
-OPTIONAL = {"mlp_sweep": ("benchmarks.accuracy", ["--sweep", "--epochs=3"], ["--sweep"])}
+OPTIONAL = {"mlp_sweep": ("benchmarks.accuracy", ["--sweep", "--epochs=3", "--noresume"],
+                          ["--sweep", "--noresume"])}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
