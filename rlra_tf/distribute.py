@@ -50,6 +50,12 @@ def get_strategy(name="auto", tpu_address=None):
     install_keras_fixes()
     if name == "auto":
         name = _auto_name(tpu_address)
+    strategy = _make_strategy(name, tpu_address)
+    precompute_saving_skipsets()  # after the strategy exists, outside its scope
+    return strategy
+
+
+def _make_strategy(name, tpu_address):
     if name == "one_device":
         gpus = tf.config.list_logical_devices("GPU")
         return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
@@ -166,12 +172,31 @@ def task_id(strategy):
 
 
 # ---------------------------------------------------------------------------------------------
-# Two fixes to Keras 3 (checked with 3.15) that `model.fit` under a strategy needs.
+# Three fixes to Keras 3 (checked with 3.15) that `model.fit` under a strategy needs.
+
+# The object types whose attribute skip-sets Keras' saving computes (`saving_lib`).
+_SAVEABLE_TYPES = ("Operation", "Layer", "Functional", "Sequential", "Metric", "Optimizer", "Loss")
+
+
+@functools.cache
+def precompute_saving_skipsets():
+    """Computes Keras' saving skip-sets once, here, outside any strategy scope.
+
+    See fix 3 of `install_keras_fixes`: called by `get_strategy` after the strategy is created
+    (a multi-worker strategy must come before other TensorFlow work) and before its scope is
+    entered.
+    """
+    from keras.src.saving import saving_lib
+
+    install_keras_fixes()
+    for obj_type in _SAVEABLE_TYPES:
+        saving_lib.get_attr_skipset(obj_type)
+    return True
 
 
 @functools.cache
 def install_keras_fixes():
-    """Patches two places of Keras' TensorFlow trainer; idempotent, called by `get_strategy`.
+    """Patches three places of Keras; idempotent, called by `get_strategy`.
 
     1. Under `MultiWorkerMirroredStrategy`, Keras reduces every scalar log with
        `strategy.reduce("MEAN", value, axis=0)`, which fails ("Invalid reduction dimension 0 for
@@ -184,6 +209,15 @@ def install_keras_fixes():
        `reshuffle_each_iteration` shuffle: the order of the data then depends on how many
        times `fit` was called, and a resumed run would see other batches than an uninterrupted
        one. The shapes are taken from the dataset's `element_spec` instead (no data is read).
+    3. Every `model.save`/`save_weights` builds a throw-away `Optimizer(1.0)` to learn which
+       attributes to skip (`saving_lib.get_attr_skipset`; its cache never hits in 3.15: it
+       reads the key `saving_attr_skiplist_*` but writes `saving_attr_skipset_*`). Inside a
+       strategy's scope (as in `fit`'s callbacks) that creates a distributed variable, which
+       under `MultiWorkerMirroredStrategy` broadcasts from the chief: a save that only the
+       chief makes (ModelCheckpoint) desynchronises the workers' collectives ("Collective
+       instance ... expected type 1 and data_type 9 but got type 0") and training dies. The
+       skip-sets are cached per type here and computed once outside any scope
+       (`precompute_saving_skipsets`).
     """
     from keras.src import backend, tree
     from keras.src.backend.tensorflow import trainer as tf_trainer
@@ -218,4 +252,16 @@ def install_keras_fixes():
         return original_build(self, iterator=iterator, data_batch=data_batch)
 
     tf_trainer.TensorFlowTrainer._maybe_symbolic_build = _maybe_symbolic_build
+
+    from keras.src.saving import saving_lib
+
+    original_skipset = saving_lib.get_attr_skipset
+    skipsets = {}
+
+    def get_attr_skipset(obj_type):
+        if obj_type not in skipsets:
+            skipsets[obj_type] = original_skipset(obj_type)
+        return skipsets[obj_type]
+
+    saving_lib.get_attr_skipset = get_attr_skipset
     return True
