@@ -148,51 +148,27 @@ def _num(x, fmt="{:.2f}"):
 
 
 def accuracy_summary(data):
-    """`{variant: summary}` in `benchmarks.accuracy.summarize`'s format from an accuracy JSON.
+    """`{variant: summary}` (`benchmarks.curves.summarize`'s format) from an accuracy JSON.
 
-    Takes either the `summary` of `benchmarks/accuracy.py` or a list of `runs` with
-    `rule`/`variant`, `seed`, `test_accuracy`/`final_test_accuracy` and optional per-epoch
-    records (`epochs` or `history` entries with `test_accuracy`).
+    Recomputed from the per-run records (`runs`: `variant` or `rule`, `seed`,
+    `final_test_accuracy`, per-epoch `epochs`) when the file has them, so every accuracy
+    benchmark is summarised alike; otherwise the file's own `summary` (a dict of that format,
+    as in a sweep of record).
     """
+    from benchmarks import curves
+
     if not data:
         return {}
-    if isinstance(data.get("summary"), dict) and data["summary"]:
+    runs = [r for r in data.get("runs") or []
+            if isinstance(r, dict) and (r.get("variant") or r.get("rule"))
+            and r.get("final_test_accuracy") is not None and isinstance(r.get("epochs"), list)
+            and r["epochs"]]
+    if runs:
+        thresholds = data.get("thresholds") or curves.THRESHOLDS
+        return curves.summarize(runs, thresholds)
+    if isinstance(data.get("summary"), dict):
         return data["summary"]
-    runs = data.get("runs") or data.get("results") or []
-    groups = {}
-    for r in runs:
-        name = r.get("variant") or r.get("rule")
-        acc = r.get("final_test_accuracy", r.get("test_accuracy"))
-        if name is None or acc is None:
-            continue
-        groups.setdefault(name, []).append((r, float(acc)))
-    out = {}
-    for name, items in groups.items():
-        finals = [a for _, a in items]
-        m = sum(finals) / len(finals)
-        per_epoch = []
-        for r, _ in items:
-            epochs = r.get("epochs") if isinstance(r.get("epochs"), list) else r.get("history")
-            curve = [e.get("test_accuracy") for e in (epochs or []) if isinstance(e, dict)]
-            per_epoch.append([c for c in curve if c is not None])
-        n_ep = min((len(c) for c in per_epoch), default=0)
-        spe = [r.get("mean_seconds_per_epoch") for r, _ in items
-               if r.get("mean_seconds_per_epoch")]
-        out[name] = {
-            "label": items[0][0].get("label", name),
-            "seeds": [r.get("seed") for r, _ in items],
-            "final_test_accuracy_mean": m,
-            "final_test_accuracy_min": min(finals),
-            "final_test_accuracy_max": max(finals),
-            "final_test_accuracy_std": (
-                (sum((f - m) ** 2 for f in finals) / (len(finals) - 1)) ** 0.5
-                if len(finals) > 1 else None),
-            "test_accuracy_per_epoch_mean": [
-                sum(c[i] for c in per_epoch) / len(per_epoch) for i in range(n_ep)],
-            "seconds_per_epoch_mean": sum(spe) / len(spe) if spe else None,
-            "reach": {},
-        }
-    return out
+    return {}
 
 
 def _final(summary, name):
@@ -309,56 +285,68 @@ def resnet_bar_verdict(summary, bar=RESNET_BAR):
 
 
 def step_rows(data):
-    """Normalised step-time rows: model, rule, jit, step_ms, forward_ms, step_per_forward."""
+    """Normalised rows of `benchmarks/step_time.py`'s JSON (`results`): model, rule (including
+    the forward-only `forward`), jit ("on"/"off"), batch_size, step_ms (median wall), cpu_ms
+    (median process CPU), forward_ms (the forward row of the same model and jit),
+    step_per_forward, ratio_to_bp and cpu_ratio_to_bp (bp at the same jit), peak_mb."""
     if not data:
         return []
-    raw = data.get("rows") or data.get("results") or []
+    raw = data.get("results") or data.get("rows") or []
     rows = []
     for r in raw:
         if not isinstance(r, dict) or "rule" not in r:
             continue
-        step = _ms(r, ("step_ms", "step_time_ms", "median_step_ms"),
-                   ("step_seconds", "step_time_seconds", "median_step_seconds", "step_s"))
-        fwd = _ms(r, ("forward_ms", "forward_time_ms", "median_forward_ms"),
-                  ("forward_seconds", "forward_time_seconds", "median_forward_seconds",
-                   "forward_s"))
-        ratio = r.get("step_per_forward", r.get("step_over_forward"))
-        if ratio is None and step and fwd:
-            ratio = step / fwd
         jit = r.get("jit_compile", r.get("jit"))
-        rows.append({"model": r.get("model", "?"), "rule": r["rule"],
-                     "jit": "on" if jit in (True, "on", "true", 1) else
-                     ("off" if jit in (False, "off", "false", 0) else str(jit)),
-                     "batch_size": r.get("batch_size", data.get("batch_size")),
-                     "step_ms": step, "forward_ms": fwd, "step_per_forward": ratio})
+        rows.append({
+            "model": r.get("model", "?"), "rule": r["rule"],
+            "jit": "on" if jit in (True, "on", "true", 1) else
+                   ("off" if jit in (False, "off", "false", 0) else str(jit)),
+            "batch_size": r.get("batch_size"),
+            "step_ms": _ms(r, ("step_ms",), ("median_step_seconds", "step_seconds")),
+            "cpu_ms": _ms(r, ("cpu_ms",), ("median_cpu_seconds",)),
+            "peak_mb": r.get("step_peak_rss_mb") or r.get("peak_rss_mb"),
+        })
+    index = {(r["model"], r["jit"], r["rule"]): r for r in rows}
+    for r in rows:
+        fwd = index.get((r["model"], r["jit"], "forward"))
+        bp = index.get((r["model"], r["jit"], "bp"))
+        r["forward_ms"] = fwd["step_ms"] if fwd else None
+        r["step_per_forward"] = _div(r["step_ms"], r["forward_ms"])
+        r["ratio_to_bp"] = _div(r["step_ms"], bp["step_ms"]) if bp else None
+        r["cpu_ratio_to_bp"] = _div(r["cpu_ms"], bp["cpu_ms"]) if bp else None
     return rows
+
+
+def _div(a, b):
+    return a / b if a is not None and b else None
 
 
 def _ms(r, ms_keys, s_keys):
     for k in ms_keys:
-        if r.get(k) is not None:
+        if isinstance(r.get(k), (int, float)):
             return float(r[k])
     for k in s_keys:
-        if r.get(k) is not None:
+        if isinstance(r.get(k), (int, float)):
             return 1000.0 * float(r[k])
     return None
 
 
-def best_step_times(rows):
-    """`{(model, rule): (step_ms, jit)}` at each rule's faster jit setting."""
+def best_step_times(rows, key="step_ms"):
+    """`{(model, rule): (time, jit)}` at each rule's faster jit setting (by `key`)."""
     best = {}
     for r in rows:
-        if r["step_ms"] is None:
+        if r.get(key) is None:
             continue
-        key = (r["model"], r["rule"])
-        if key not in best or r["step_ms"] < best[key][0]:
-            best[key] = (r["step_ms"], r["jit"])
+        k = (r["model"], r["rule"])
+        if k not in best or r[key] < best[k][0]:
+            best[k] = (r[key], r["jit"])
     return best
 
 
 def step_time_verdict(rows, models=None):
     """Cheaper updates: rec_lra's step time <= bp's (each at its faster jit setting)."""
     best = best_step_times(rows)
+    cpu = best_step_times(rows, "cpu_ms")
     models = models or sorted({m for m, _ in best})
     parts, statuses = [], []
     for m in models:
@@ -366,8 +354,11 @@ def step_time_verdict(rows, models=None):
             continue
         (rs, rj), (bs, bj) = best[(m, "rec_lra")], best[(m, "bp")]
         statuses.append(rs <= bs)
-        parts.append(f"{m}: rec_lra {rs:.1f} ms (jit {rj}) vs bp {bs:.1f} ms (jit {bj}), "
-                     f"ratio {rs / bs:.2f}")
+        part = (f"{m}: rec_lra {rs:.1f} ms (jit {rj}) vs bp {bs:.1f} ms (jit {bj}), wall "
+                f"ratio {rs / bs:.2f}")
+        if (m, "rec_lra") in cpu and (m, "bp") in cpu:
+            part += f" (CPU-time ratio {cpu[(m, 'rec_lra')][0] / cpu[(m, 'bp')][0]:.2f})"
+        parts.append(part)
     if not statuses:
         return Verdict(UNKNOWN, "step_time.json has no rec_lra and bp rows for one model.")
     return Verdict(HOLDS if all(statuses) else FAILS, "; ".join(parts) + ".")
@@ -504,6 +495,13 @@ def section_header(results, root, results_dir=RESULTS_DIR):
     return "\n".join(lines)
 
 
+def _budget(budget):
+    if isinstance(budget, dict):
+        return "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in budget.items()
+                         if v is not None and not isinstance(v, (dict, list)))
+    return str(budget)
+
+
 def _read(path):
     try:
         with open(path) as f:
@@ -545,8 +543,8 @@ def section_generalise(results, root, out_dir):
     else:
         summary = accuracy_summary(mlp.data)
         lines += ["", mlp.label(root), "",
-                  f"Budget: {mlp.data.get('budget', '?')}; test accuracy on the 10,000 test "
-                  "images after the last epoch.", "",
+                  f"Budget: {_budget(mlp.data.get('budget', '?'))}; test accuracy on the "
+                  "10,000 test images after the last epoch.", "",
                   accuracy_table(summary, {
                       "rec_lra": f"{PUBLISHED['fmnist_rec_lra']} (rec-LRA, Fashion-MNIST)"}),
                   "", _png(mlp, root, out_dir)]
@@ -571,7 +569,7 @@ def section_generalise(results, root, out_dir):
         pub = {k: f"{100 - e:.2f} (CIFAR-10, BioTorch)" for k, e in err.items()}
         lines += ["", rn.label(root), ""]
         if rn.data.get("budget"):
-            lines += [f"Budget: {rn.data['budget']}.", ""]
+            lines += [f"Budget: {_budget(rn.data['budget'])}.", ""]
         lines += [accuracy_table(summary, pub), "", _png(rn, root, out_dir),
                   "", f"Published for comparison (other data set): backprop ResNets reach about "
                   f"{PUBLISHED['fmnist_bp_resnet']}% on Fashion-MNIST; the published column is "
@@ -633,19 +631,22 @@ def section_cheaper(results, root, out_dir):
         verdicts.append(Verdict(UNKNOWN, "step_time not run yet."))
     else:
         rows = step_rows(st.data)
-        best = best_step_times(rows)
-        out = []
-        for r in rows:
-            bp = best.get((r["model"], "bp"))
-            ratio = (r["step_ms"] / bp[0]) if bp and r["step_ms"] else None
-            out.append((r["model"], f"`{r['rule']}`", r["jit"], _num(r.get("batch_size"), "{}"),
-                        _num(r["step_ms"], "{:.1f}"), _num(r["forward_ms"], "{:.1f}"),
-                        _num(r["step_per_forward"], "{:.2f}"), _num(ratio, "{:.2f}")))
+        out = [(r["model"], f"`{r['rule']}`", r["jit"], _num(r.get("batch_size"), "{}"),
+                _num(r["step_ms"], "{:.0f}"), _num(r["cpu_ms"], "{:.0f}"),
+                _num(r["step_per_forward"], "{:.2f}"), _num(r["ratio_to_bp"], "{:.2f}"),
+                _num(r["cpu_ratio_to_bp"], "{:.2f}"), _num(r["peak_mb"], "{:.0f}"))
+               for r in rows]
+        settings = st.data.get("settings") or {}
         lines += ["", st.label(root), "",
-                  "Median time of one training step and of one forward pass (training mode); "
-                  "the last column divides by bp's step time at bp's faster jit setting.", "",
-                  table(["model", "rule", "jit", "batch", "step ms", "forward ms",
-                         "step / forward", "step / bp step"], out),
+                  "Median wall time of one training step (`train_on_batch`, SGD with momentum, "
+                  "one fixed random batch) and of one forward pass (`forward`: "
+                  "`predict_on_batch`), with the median process CPU time (all threads; the "
+                  "steadier measure on this shared machine); ratios are against bp at the same "
+                  f"jit setting. {settings.get('repeats', '?')} round-robin rounds of "
+                  f"{settings.get('steps_per_round', '?')} step(s) per configuration.", "",
+                  table(["model", "rule", "jit", "batch", "step ms", "CPU ms",
+                         "step / forward", "step / bp step", "CPU / bp CPU",
+                         "peak RSS MiB"], out),
                   "", _png(st, root, out_dir)]
         v = step_time_verdict(rows)
         verdicts.append(v)
@@ -731,7 +732,7 @@ def section_mlp_bar(results, root):
                                                         "{:.1f}"),
                          _num(s.get("wall_seconds_mean"), "{:.0f}")))
         v = mlp_bar_verdict(summary)
-        lines += ["", mlp.label(root), "", f"Budget: {mlp.data.get('budget', '?')}.", "",
+        lines += ["", mlp.label(root), "", f"Budget: {_budget(mlp.data.get('budget', '?'))}.", "",
                   table(["rule", "test accuracy %", "s / epoch", "wall-clock s per run"], rows),
                   "", v.render("issue 2 bar")]
     lines += ["", "### Settings tried", ""]

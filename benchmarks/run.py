@@ -27,7 +27,9 @@ SUITE = {
     # --noresume: a suite run measures again (the script alone resumes an interrupted run).
     "accuracy_mlp": ("benchmarks.accuracy", ["--seeds=0", "--epochs=3", "--noresume"],
                      ["--seeds=0,1,2", "--noresume"]),
-    "resnet_accuracy": ("benchmarks.resnet_accuracy", ["--quick"], []),
+    "resnet_accuracy": ("benchmarks.resnet_accuracy",
+                        ["--epochs=2", "--train_limit=2560", "--noresume"],
+                        ["--seeds=0,1,2", "--noresume"]),
     "step_time": ("benchmarks.step_time", ["--quick"], []),
     "chain_length": ("benchmarks.chain_length", [], []),
     "alignment": ("benchmarks.alignment", ["--epochs=1", "--train_limit=10000", "--every=25"],

@@ -32,15 +32,16 @@ def write(folder, name, obj):
         json.dump(obj, f)
 
 
-def accuracy_json(curves, seconds=None):
-    """`curves`: {variant: [curve of seed 0, curve of seed 1]}; summarised as the script does."""
-    from benchmarks import accuracy
+def accuracy_json(per_variant, seconds=None):
+    """`per_variant`: {variant: [curve of seed 0, curve of seed 1]}; summarised as the script
+    does."""
+    from benchmarks import curves
 
     runs = [run_record(v, s, c, (seconds or {}).get(v, 10.0))
-            for v, per_seed in curves.items() for s, c in enumerate(per_seed)]
+            for v, per_seed in per_variant.items() for s, c in enumerate(per_seed)]
     return {"benchmark": "accuracy_mlp", "budget": "3 epochs", "thresholds": [0.85, 0.88],
             "date": "2030-01-02 03:04:05", "machine": {"platform": "test", "cpus": 2},
-            "runs": runs, "summary": accuracy.summarize(runs), "complete": True}
+            "runs": runs, "summary": curves.summarize(runs), "complete": True}
 
 
 GOOD = {  # rec_lra: mean 89.2, bp 89.8 (gap 0.6 <= 1.0), lra 88.0 >= 87.5
@@ -54,7 +55,7 @@ BAD = dict(GOOD, rec_lra=[[0.80, 0.84, 0.870], [0.81, 0.845, 0.874]])  # 87.2: 2
 
 
 def test_summary_and_time_to_reach_match_a_hand_computation():
-    from benchmarks import accuracy
+    from benchmarks import curves
 
     s = accuracy_json(GOOD, seconds={"rec_lra": 12.0})["summary"]
     assert s["rec_lra"]["final_test_accuracy_mean"] == pytest.approx(0.892)
@@ -65,7 +66,7 @@ def test_summary_and_time_to_reach_match_a_hand_computation():
     assert s["rec_lra"]["reach"]["0.88"]["seconds_mean"] == pytest.approx(24.0)
     assert s["bp"]["reach"]["0.88"]["epochs_mean"] == 3
     assert s["fa"]["reach"]["0.88"]["reached"] == 0
-    assert accuracy.time_to_reach(run_record("x", 0, [0.1, 0.5, 0.9]), 0.5) == (2, 20.0)
+    assert curves.time_to_reach(run_record("x", 0, [0.1, 0.5, 0.9]), 0.5) == (2, 20.0)
 
 
 def test_verdicts_hold_and_fail_with_the_numbers():
@@ -91,14 +92,20 @@ def test_verdicts_hold_and_fail_with_the_numbers():
     v = report.resnet_bar_verdict(resnet)  # 1.0 below bp, 11 above fa but only 4 above dfa
     assert v.status == report.FAILS and "rec_lra - dfa = 4.00 points" in v.text
 
-    step = [{"model": "resnet18", "rule": r, "jit": j, "step_ms": ms, "forward_ms": 10.0,
-             "step_per_forward": ms / 10} for r, j, ms in
-            (("bp", "off", 30.0), ("bp", "on", 40.0), ("rec_lra", "off", 35.0),
-             ("rec_lra", "on", 27.0))]
-    v = report.step_time_verdict(step)  # each at its faster setting: 27 (on) vs 30 (off)
-    assert v.status == report.HOLDS and "ratio 0.90" in v.text
-    step[3]["step_ms"] = 36.0
-    assert report.step_time_verdict(step).status == report.FAILS
+    # benchmarks/step_time.py's rows: seconds, jit_compile as a bool, a forward-only row.
+    step = {"results": [
+        {"model": "resnet18", "rule": r, "jit_compile": j, "median_step_seconds": sec,
+         "median_cpu_seconds": 2 * sec, "batch_size": 128} for r, j, sec in
+        (("forward", False, 0.01), ("bp", False, 0.030), ("bp", True, 0.040),
+         ("rec_lra", False, 0.035), ("rec_lra", True, 0.027))]}
+    rows = report.step_rows(step)
+    rec_off = next(r for r in rows if r["rule"] == "rec_lra" and r["jit"] == "off")
+    assert rec_off["step_per_forward"] == pytest.approx(3.5)
+    assert rec_off["ratio_to_bp"] == pytest.approx(35 / 30)
+    v = report.step_time_verdict(rows)  # each at its faster setting: 27 (on) vs 30 (off)
+    assert v.status == report.HOLDS and "wall ratio 0.90" in v.text
+    step["results"][4]["median_step_seconds"] = 0.036
+    assert report.step_time_verdict(report.step_rows(step)).status == report.FAILS
 
     def chain(model, units, bp, rec):
         return [{"model": model, "family": "resnet", "units": units, "blocks": 1, "rule": r,
