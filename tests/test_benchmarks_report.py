@@ -85,6 +85,9 @@ def test_verdicts_hold_and_fail_with_the_numbers():
     assert "88%: rec_lra 2.0 epochs vs bp 3.0 epochs" in epochs.text
     epochs, _ = report.convergence_verdicts(bad, [0.85, 0.88])
     assert epochs.status == report.FAILS and "rec_lra reached it in 0/2 seeds" in epochs.text
+    tie = accuracy_json(dict(GOOD, rec_lra=GOOD["bp"]))["summary"]
+    epochs, _ = report.convergence_verdicts(tie, [0.85, 0.88])
+    assert epochs.status == report.FAILS and "not sooner" in epochs.text
 
     resnet = {"bp": {"final_test_accuracy_mean": 0.92}, "fa": {"final_test_accuracy_mean": 0.80},
               "dfa": {"final_test_accuracy_mean": 0.87}, "rec_lra":
