@@ -1,0 +1,456 @@
+"""Training step time, forward time and peak memory of ResNet-18 and ResNet-50, per rule.
+
+Every configuration (model x rule x `jit_compile`, plus a forward-only "rule" `forward`, which
+is inference: `predict_on_batch`) lives in its own worker subprocess, so that its peak memory
+is its own. A worker builds the model, compiles it with SGD (momentum 0.9), runs `--warmup`
+steps (the first one traces and, with XLA, compiles), then waits. The parent drives all the
+workers of a group (one model at one jit setting by default: forward + 5 rules, six
+processes; `--group=model` puts both jit settings together) round-robin: in each of
+`--repeats` rounds every worker times `--steps` steps of `train_on_batch` (or
+`predict_on_batch`) on the same fixed random batch, one worker at a time, the order rotated
+every round. So machine noise (this machine is shared) hits every rule alike. Each step
+records wall seconds and process CPU seconds (all threads): on a loaded machine the CPU
+time is the steadier measure of the work a step does, the wall time is what a user waits.
+
+Peak memory per configuration, from Linux: `peak_rss_mb` is the worker's resident-set
+high-water mark over its whole life (imports, build, tracing/XLA compilation included;
+`ru_maxrss`); `step_peak_rss_mb` is the high-water mark over the timed steps only (VmHWM
+after resetting it through /proc/self/clear_refs once the warm-up is done), and
+`idle_rss_mb` the resident set after the warm-up. Workers wait idle while another one
+runs, so their memory does not mix. (TF's CPU allocator keeps a step's memory, so a warm
+worker's resident set is already close to its step peak.)
+
+Models: ResNet-18 with the CIFAR stem at 32x32x3, batch 128, 10 classes; ResNet-50 with the
+ImageNet stem at 224x224x3, batch `--resnet50_batch` (8: a group's six warm workers must fit
+in memory together), 1000 classes.
+
+    python -m benchmarks.step_time            # about 30 minutes on 2 shared cores
+    python -m benchmarks.step_time --quick    # ResNet-18, jit off, 2 rounds: ~4 minutes
+
+Writes `benchmarks/results/step_time.json` (`--quick`: `step_time_quick.json`) and a PNG
+beside it, and prints a table with the median step, `rec_lra/bp` and `step/forward`.
+"""
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+from absl import app, flags
+
+RULES = ("bp", "fa", "dfa", "lra", "rec_lra")
+MODES = ("forward",) + RULES
+MODELS = {
+    # name: (preset, stem, input shape, classes)
+    "resnet18": ("resnet18", "cifar", (32, 32, 3), 10),
+    "resnet50": ("resnet50", "imagenet", (224, 224, 3), 1000),
+}
+_PREFIX = "@@step_time "
+
+_MODELS = flags.DEFINE_list("models", list(MODELS), f"Models: {', '.join(MODELS)}.")
+_RULES = flags.DEFINE_list("rules", list(RULES), "Rules to time (forward is always timed).")
+_JIT = flags.DEFINE_list("jit", ["off", "on"], "jit_compile settings: off, on.")
+_RESNET18_BATCH = flags.DEFINE_integer("resnet18_batch", 128, "ResNet-18 batch size.")
+_RESNET50_BATCH = flags.DEFINE_integer(
+    "resnet50_batch", 8,
+    "ResNet-50 batch size (8: six workers of a group, 2-3 GB each, fit in this machine's memory).",
+)
+_REPEATS = flags.DEFINE_integer("repeats", 4, "Round-robin rounds.")
+_STEPS = flags.DEFINE_integer("steps", 1, "Timed steps per worker per round.")
+_WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (the first one traces).")
+_GROUP = flags.DEFINE_enum(
+    "group", "jit", ["model", "jit"],
+    "Workers alive and interleaved together: all of a model's (both jit settings) or one "
+    "jit setting's at a time (less memory).",
+)
+_QUICK = flags.DEFINE_bool(
+    "quick", False, "ResNet-18 only, jit off, 2 rounds (the quick bench suite)."
+)
+_OUT = flags.DEFINE_string(
+    "out", None,
+    "The JSON results (PNG beside it); default benchmarks/results/step_time.json "
+    "(step_time_quick.json with --quick).",
+)
+_MIN_FREE = flags.DEFINE_float(
+    "min_free_gb", 3.0,
+    "Stop (rather than push the shared machine into swapping or the OOM killer) when less "
+    "than this much memory is available before a worker starts.",
+)
+_WORKER = flags.DEFINE_string(
+    "worker", None, "Internal: run as the worker MODEL:MODE:JIT:BATCH."
+)
+
+
+# ------------------------------------------------------------------------------------ worker
+
+
+def _proc_status_mb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    return None
+
+
+def _reset_peak_rss():
+    """Resets VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _send(obj):
+    sys.stdout.write(_PREFIX + json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+def run_worker(spec):
+    """One configuration: build, compile, warm up, then time steps on request."""
+    import keras
+    import tensorflow as tf
+
+    from rlra_tf.models import resnet
+    from rlra_tf.models.resnet import parameter_counts
+
+    name, mode, jit, batch = spec.split(":")
+    batch = int(batch)
+    preset, stem, shape, classes = MODELS[name]
+    keras.utils.set_random_seed(0)
+    model = resnet(preset, input_shape=shape, num_classes=classes, stem=stem)
+    model.compile(
+        optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
+        rule="bp" if mode == "forward" else mode,
+        jit_compile=jit == "on",
+    )
+    x = tf.random.uniform((batch,) + shape, seed=1)
+    y = tf.random.uniform((batch,), 0, classes, dtype=tf.int32, seed=2)
+    if mode == "forward":
+        def step():
+            model.predict_on_batch(x)
+    else:
+        def step():
+            model.train_on_batch(x, y)
+
+    start = time.perf_counter()
+    step()
+    first = time.perf_counter() - start
+    for _ in range(_WARMUP.value - 1):
+        step()
+    counts = parameter_counts(model)
+    idle = _proc_status_mb("VmRSS")
+    reset = _reset_peak_rss()
+    _send({"ready": True, "first_step_seconds": first, "idle_rss_mb": idle,
+           "forward_params": counts["forward"], "feedback_params": counts["feedback"]})
+    for line in sys.stdin:
+        cmd = line.split()
+        if not cmd:
+            continue
+        if cmd[0] == "run":
+            wall, cpu = [], []
+            for _ in range(int(cmd[1])):
+                t0, c0 = time.perf_counter(), time.process_time()
+                step()
+                wall.append(time.perf_counter() - t0)
+                cpu.append(time.process_time() - c0)
+            _send({"wall": wall, "cpu": cpu, "load_average": os.getloadavg()})
+        elif cmd[0] == "quit":
+            _send({
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+                "step_peak_rss_mb": _proc_status_mb("VmHWM") if reset else None,
+                "rss_mb": _proc_status_mb("VmRSS"),
+            })
+            return
+
+
+# ------------------------------------------------------------------------------------ parent
+
+
+def _mem_available_gb():
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) / 1024.0**2
+    except OSError:
+        return None
+    return None
+
+
+class Worker:
+    """A worker subprocess and the line protocol to it."""
+
+    def __init__(self, model, mode, jit, batch):
+        self.key = (model, mode, jit)
+        self.batch = batch
+        args = [sys.executable, "-m", "benchmarks.step_time",
+                f"--worker={model}:{mode}:{jit}:{batch}", f"--warmup={_WARMUP.value}"]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        self.proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+        )
+        self.wall, self.cpu, self.loads = [], [], []
+
+    def receive(self):
+        for line in self.proc.stdout:
+            if line.startswith(_PREFIX):
+                return json.loads(line[len(_PREFIX):])
+        raise RuntimeError(f"Worker {self.key} exited (code {self.proc.wait()}) without answering")
+
+    def command(self, text):
+        self.proc.stdin.write(text + "\n")
+        self.proc.stdin.flush()
+        return self.receive()
+
+
+def measure_group(configs, batches, repeats, steps):
+    """Starts the workers of a group one after another, then times them round-robin."""
+    workers = []
+    try:
+        for model, mode, jit in configs:
+            free = _mem_available_gb()
+            if free is not None and free < _MIN_FREE.value:
+                raise RuntimeError(
+                    f"Only {free:.1f} GB of memory available (--min_free_gb={_MIN_FREE.value}); "
+                    "use a smaller batch or --group=jit"
+                )
+            w = Worker(model, mode, jit, batches[model])
+            w.ready = w.receive()  # warm up before the next worker starts: one heavy process
+            print(f"  ready {model:9} {mode:8} jit={jit:3} first step "
+                  f"{w.ready['first_step_seconds']:6.1f} s", flush=True)
+            workers.append(w)
+        for r in range(repeats):
+            shift = r % len(workers)
+            for w in workers[shift:] + workers[:shift]:
+                out = w.command(f"run {steps}")
+                w.wall += out["wall"]
+                w.cpu += out["cpu"]
+                w.loads.append(out["load_average"][0])
+            print(f"  round {r + 1}/{repeats} done (load {os.getloadavg()[0]:.1f})", flush=True)
+        rows = []
+        for w in workers:
+            mem = w.command("quit")
+            w.proc.wait(timeout=120)
+            model, mode, jit = w.key
+            rows.append({
+                "model": model,
+                "preset": MODELS[model][0],
+                "stem": MODELS[model][1],
+                "input_shape": list(MODELS[model][2]),
+                "num_classes": MODELS[model][3],
+                "batch_size": w.batch,
+                "rule": mode,
+                "jit_compile": jit == "on",
+                "median_step_seconds": statistics.median(w.wall),
+                "min_step_seconds": min(w.wall),
+                "median_cpu_seconds": statistics.median(w.cpu),
+                "images_per_second": w.batch / statistics.median(w.wall),
+                "step_seconds": w.wall,
+                "cpu_seconds": w.cpu,
+                "load_average_during": w.loads,
+                "first_step_seconds": w.ready["first_step_seconds"],
+                "idle_rss_mb": w.ready["idle_rss_mb"],
+                "peak_rss_mb": mem["peak_rss_mb"],
+                "step_peak_rss_mb": mem["step_peak_rss_mb"],
+                "forward_params": w.ready["forward_params"],
+                "feedback_params": w.ready["feedback_params"],
+            })
+        return rows
+    finally:
+        for w in workers:
+            if w.proc.poll() is None:
+                w.proc.kill()
+                w.proc.wait()
+
+
+def add_ratios(rows):
+    """`rec_lra/bp` (wall and CPU) and `step/forward` for every row, within model and jit."""
+    index = {(r["model"], r["jit_compile"], r["rule"]): r for r in rows}
+    for r in rows:
+        bp = index.get((r["model"], r["jit_compile"], "bp"))
+        fwd = index.get((r["model"], r["jit_compile"], "forward"))
+        r["ratio_to_bp"] = r["median_step_seconds"] / bp["median_step_seconds"] if bp else None
+        r["cpu_ratio_to_bp"] = r["median_cpu_seconds"] / bp["median_cpu_seconds"] if bp else None
+        r["step_over_forward"] = (
+            r["median_step_seconds"] / fwd["median_step_seconds"] if fwd else None
+        )
+        r["cpu_step_over_forward"] = (
+            r["median_cpu_seconds"] / fwd["median_cpu_seconds"] if fwd else None
+        )
+
+
+def verdict(rows, model="resnet18"):
+    """The bar: rec_lra's step no slower than bp's on `model`, each at its better jit setting."""
+    def best(rule, key):
+        cands = [r for r in rows if r["model"] == model and r["rule"] == rule]
+        return min(cands, key=lambda r: r[key]) if cands else None
+
+    out = {}
+    for key in ("median_step_seconds", "median_cpu_seconds"):
+        rec, bp = best("rec_lra", key), best("bp", key)
+        if rec is None or bp is None:
+            return None
+        out[key] = {
+            "rec_lra": rec[key], "rec_lra_jit": rec["jit_compile"],
+            "bp": bp[key], "bp_jit": bp["jit_compile"],
+            "ratio": rec[key] / bp[key], "passes": rec[key] <= bp[key],
+        }
+    return {"model": model, **out}
+
+
+def plot(rows, path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    fig = Figure(figsize=(6.5 * len(models), 7.5))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(2, len(models), squeeze=False)
+    for col, model in enumerate(models):
+        sub = [r for r in rows if r["model"] == model]
+        modes = [m for m in MODES if any(r["rule"] == m for r in sub)]
+        jits = sorted({r["jit_compile"] for r in sub})
+        width = 0.8 / len(jits)
+        for j, jit in enumerate(jits):
+            by = {r["rule"]: r for r in sub if r["jit_compile"] == jit}
+            xs = [i + (j - (len(jits) - 1) / 2) * width for i in range(len(modes))]
+            label = f"jit_compile={'on' if jit else 'off'}"
+            wall = [by[m]["median_step_seconds"] if m in by else 0 for m in modes]
+            cpu = [by[m]["median_cpu_seconds"] if m in by else 0 for m in modes]
+            err_lo = [w - by[m]["min_step_seconds"] if m in by else 0 for m, w in zip(modes, wall)]
+            axes[0][col].bar(xs, wall, width, yerr=[err_lo, [0] * len(wall)],
+                             color=f"C{j}", label=f"{label} (wall)")
+            axes[0][col].plot(xs, cpu, "k_", markersize=14, mew=2,
+                              label="CPU seconds" if j == 0 else None)
+            mem = [by[m]["step_peak_rss_mb"] or by[m]["peak_rss_mb"] if m in by else 0
+                   for m in modes]
+            axes[1][col].bar(xs, [m / 1024 for m in mem], width, color=f"C{j}", label=label)
+        batch = sub[0]["batch_size"]
+        for row, ylabel in ((0, "seconds per step (median; bar to min)"),
+                            (1, "peak RSS during the timed steps (GiB)")):
+            ax = axes[row][col]
+            ax.set_xticks(range(len(modes)))
+            ax.set_xticklabels(modes)
+            ax.set_ylabel(ylabel)
+            ax.grid(True, axis="y", alpha=0.3)
+            ax.legend(fontsize="small")
+        axes[0][col].set_title(f"{model} ({sub[0]['stem']} stem, "
+                               f"{'x'.join(map(str, sub[0]['input_shape']))}, batch {batch})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def print_table(rows):
+    print(f"\n{'model':9} {'jit':3} {'rule':8} {'step s':>7} {'min s':>6} {'cpu s':>6} "
+          f"{'x bp':>5} {'cpu x bp':>8} {'/fwd':>5} {'peak MiB':>8} {'step MiB':>8}")
+    for r in rows:
+        def f(v, fmt):
+            return format(v, fmt) if v is not None else "-"
+        print(f"{r['model']:9} {'on' if r['jit_compile'] else 'off':3} {r['rule']:8} "
+              f"{r['median_step_seconds']:7.2f} {r['min_step_seconds']:6.2f} "
+              f"{r['median_cpu_seconds']:6.2f} {f(r['ratio_to_bp'], '5.2f'):>5} "
+              f"{f(r['cpu_ratio_to_bp'], '8.2f'):>8} {f(r['step_over_forward'], '5.2f'):>5} "
+              f"{r['peak_rss_mb']:8.0f} {f(r['step_peak_rss_mb'], '8.0f'):>8}")
+
+
+def main(argv):
+    del argv
+    if _WORKER.value:
+        run_worker(_WORKER.value)
+        return
+    import keras
+    import tensorflow as tf
+
+    models, jits, repeats = list(_MODELS.value), list(_JIT.value), _REPEATS.value
+    if _QUICK.value:
+        models, jits, repeats = ["resnet18"], ["off"], min(repeats, 2)
+    for m in models:
+        if m not in MODELS:
+            raise ValueError(f"Expected models among {sorted(MODELS)}, received: {m!r}")
+    for j in jits:
+        if j not in ("off", "on"):
+            raise ValueError(f"Expected jit settings 'off' or 'on', received: {j!r}")
+    for r in _RULES.value:
+        if r not in RULES:
+            raise ValueError(f"Expected rules among {RULES}, received: {r!r}")
+    out = _OUT.value or (
+        "benchmarks/results/step_time_quick.json" if _QUICK.value
+        else "benchmarks/results/step_time.json"
+    )
+    batches = {"resnet18": _RESNET18_BATCH.value, "resnet50": _RESNET50_BATCH.value}
+    modes = ["forward"] + [r for r in RULES if r in _RULES.value]
+    load_before = os.getloadavg()
+    start = time.time()
+    rows = []
+    for model in models:
+        groups = [jits] if _GROUP.value == "model" else [[j] for j in jits]
+        for group in groups:
+            print(f"{model}: jit {'/'.join(group)}, {len(modes)} modes, {repeats} rounds",
+                  flush=True)
+            configs = [(model, mode, jit) for jit in group for mode in modes]
+            rows += measure_group(configs, batches, repeats, _STEPS.value)
+    add_ratios(rows)
+    result = {
+        "benchmark": "step_time",
+        "machine": {
+            "platform": platform.platform(),
+            "processor": platform.processor() or platform.machine(),
+            "cpus": os.cpu_count(),
+            "load_average": list(load_before),
+            "load_average_after": list(os.getloadavg()),
+            "shared": "other engineers' jobs ran on the same 2 cores during the run",
+        },
+        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__,
+                     "python": platform.python_version()},
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "settings": {
+            "quick": _QUICK.value,
+            "models": {m: {"preset": MODELS[m][0], "stem": MODELS[m][1],
+                           "input_shape": list(MODELS[m][2]), "num_classes": MODELS[m][3],
+                           "batch_size": batches[m]} for m in models},
+            "rules": modes,
+            "jit_compile": jits,
+            "repeats": repeats,
+            "steps_per_round": _STEPS.value,
+            "warmup_steps": _WARMUP.value,
+            "group": _GROUP.value,
+            "optimizer": "SGD(0.01, momentum=0.9)",
+            "data": "one fixed random batch (uniform [0, 1) images, uniform labels)",
+            "forward": "predict_on_batch (inference mode), same jit setting",
+            "timing": "wall (time.perf_counter) and process CPU time (all threads) per step; "
+                      "round-robin across the group's workers, order rotated each round",
+            "memory": "peak_rss_mb: ru_maxrss of the worker (whole life, compilation "
+                      "included); step_peak_rss_mb: VmHWM over the timed steps (reset after "
+                      "warm-up); idle_rss_mb: VmRSS after warm-up",
+            "wall_seconds": time.time() - start,
+        },
+        "results": rows,
+        "bar": verdict(rows),
+    }
+    os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
+    png = os.path.splitext(out)[0] + ".png"
+    plot(rows, png)
+    result["png"] = png
+    with open(out, "w") as f:
+        json.dump(result, f, indent=2)
+    print_table(rows)
+    bar = result["bar"]
+    if bar:
+        for key, label in (("median_step_seconds", "wall"), ("median_cpu_seconds", "CPU")):
+            b = bar[key]
+            print(f"Bar ({label}, {bar['model']}, each rule at its better jit): rec_lra "
+                  f"{b['rec_lra']:.2f} s (jit {'on' if b['rec_lra_jit'] else 'off'}) vs bp "
+                  f"{b['bp']:.2f} s (jit {'on' if b['bp_jit'] else 'off'}): ratio "
+                  f"{b['ratio']:.2f} -> {'PASS' if b['passes'] else 'FAIL'}")
+    print(f"Wrote {out} and {png} ({time.time() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    app.run(main)
