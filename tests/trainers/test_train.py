@@ -269,6 +269,7 @@ def test_global_batch_must_divide_by_the_replicas(tmp_path, mock_fmnist, monkeyp
                               strategy="mirrored")
     with pytest.raises(train_lib.TrainerError) as excinfo:
         train_lib.train_and_evaluate(config, tmp_path / "run", verbose=0)
+    assert excinfo.value.exit_code == 2
     message = str(excinfo.value)
     assert "number of replicas in sync (2)" in message and "batch_size=7" in message
     assert "batch_size=6" in message  # the suggestion
