@@ -292,6 +292,12 @@ class AlignedModel(keras.Model):
         else:
             pairs, logits = self._step_pairs(x, labels)
             updates, variables = [u for u, _ in pairs], [v for _, v in pairs]
+        # Every update first, then any assignment: the rules read error synapses (`F`, `S`)
+        # that the same step also updates, and a read must see the value before the step.
+        # (Without this, nothing orders a read that only feeds another unit's update before
+        # that synapse's own assignment.)
+        with tf.control_dependencies(updates):
+            updates = [tf.identity(u) for u in updates]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:
             # The optimiser sums across replicas; the updates are per-replica batch means.
