@@ -258,7 +258,9 @@ class AlignedModel(keras.Model):
                 )
             grads = tape.gradient(loss, variables)
             return [g for g in grads], logits
-        with tf.GradientTape() as tape:
+        # Persistent: the rule asks for the local gradients block by block (in a traced step
+        # this costs nothing at run time; the tape only builds the graph).
+        with tf.GradientTape(persistent=True) as tape:
             trace = self.trace(self._noisy(x), training=True, local=True)
 
         def local_gradients(pres, signals):

@@ -1,8 +1,9 @@
 """What the rules share: the output error, top-down propagation and update conditioning."""
 
 import abc
+import contextlib
 import dataclasses
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
@@ -29,7 +30,10 @@ class Signals:
     skip_used: List[int]
 
 
-def propagate(trace, output_err, signal_fn: Callable, use_skip: Callable) -> Signals:
+def propagate(
+    trace, output_err, signal_fn: Callable, use_skip: Callable,
+    after_block: Optional[Callable] = None,
+) -> Signals:
     """Walk the blocks from the head down and form every unit's signal.
 
     Args:
@@ -38,9 +42,16 @@ def propagate(trace, output_err, signal_fn: Callable, use_skip: Callable) -> Sig
         signal_fn: `(unit_trace, displacement) -> signal` for a hidden unit.
         use_skip: `(block_index, unit_index, block_trace) -> bool`, whether a unit takes its
             displacement straight from `e_L` through its skip synapse.
+        after_block: optional `(block_index, block_signals) -> tensors`, called once a
+            block's signals are formed (the head first, with `[e_L]`); it typically computes
+            that block's weight updates and returns them. The next block's signals are then
+            computed only after those tensors (control dependencies), so a step holds one
+            block's error temporaries at a time beyond the forward trace, whose tensors are
+            freed block by block from the top, as in backprop (ALGORITHM.md, issue 3 item 4).
 
     A displacement is only computed where it is used, so with skip synapses the blocks are
-    independent of each other (in a traced graph, nothing links them but `e_L`).
+    independent of each other (in a traced graph, nothing links them but `e_L` and, with
+    `after_block`, the execution order).
     """
     blocks = trace.blocks
     per_block: Dict[int, List[tf.Tensor]] = {len(blocks) - 1: [output_err]}
@@ -48,31 +59,61 @@ def propagate(trace, output_err, signal_fn: Callable, use_skip: Callable) -> Sig
     offsets = [0]
     for b in blocks:
         offsets.append(offsets[-1] + len(b.units))
+    done = after_block(len(blocks) - 1, per_block[len(blocks) - 1]) if after_block else None
     for b in range(len(blocks) - 2, -1, -1):
-        bt = blocks[b]
-        sig: List[tf.Tensor] = [None] * len(bt.units)
-        for i in range(len(bt.units) - 1, -1, -1):
-            ut = bt.units[i]
-            if use_skip(b, i, bt):
-                d = ut.unit.skip_displacement(output_err)
-                skip_used.append(offsets[b] + i)
-            elif i == len(bt.units) - 1:
-                above = blocks[b + 1]
-                d, used = above.block.input_displacement(above, per_block[b + 1])
-                feedback_used.extend(used)
-                # A block with a non-parameterised op after its output unit (the ImageNet
-                # stem's max-pool) carries the displacement back through that op.
-                to_unit = getattr(bt.block, "output_displacement", None)
-                if to_unit is not None:
-                    d = to_unit(bt, d)
-            else:
-                nxt = bt.units[i + 1].unit
-                d = nxt.feedback_input(sig[i + 1])
-                feedback_used.append((nxt.feedback, nxt.kernel))
-            sig[i] = signal_fn(ut, d)  # d broadcasts against ut.pre
-        per_block[b] = sig
+        with tf.control_dependencies(done) if done else contextlib.nullcontext():
+            per_block[b] = _block_signals(
+                blocks, b, per_block, output_err, signal_fn, use_skip, offsets,
+                feedback_used, skip_used,
+            )
+        if after_block is not None:
+            done = after_block(b, per_block[b])
     per_unit = [s for b in range(len(blocks)) for s in per_block[b]]
     return Signals(per_unit=per_unit, feedback_used=feedback_used, skip_used=skip_used)
+
+
+def _block_signals(blocks, b, per_block, output_err, signal_fn, use_skip, offsets,
+                   feedback_used, skip_used):
+    """The signals of block `b`'s units, output unit first, from the block above."""
+    bt = blocks[b]
+    sig: List[tf.Tensor] = [None] * len(bt.units)
+    for i in range(len(bt.units) - 1, -1, -1):
+        ut = bt.units[i]
+        if use_skip(b, i, bt):
+            d = ut.unit.skip_displacement(output_err)
+            skip_used.append(offsets[b] + i)
+        elif i == len(bt.units) - 1:
+            above = blocks[b + 1]
+            d, used = above.block.input_displacement(above, per_block[b + 1])
+            feedback_used.extend(used)
+            # A block with a non-parameterised op after its output unit (the ImageNet
+            # stem's max-pool) carries the displacement back through that op.
+            to_unit = getattr(bt.block, "output_displacement", None)
+            if to_unit is not None:
+                d = to_unit(bt, d)
+        else:
+            nxt = bt.units[i + 1].unit
+            d = nxt.feedback_input(sig[i + 1])
+            feedback_used.append((nxt.feedback, nxt.kernel))
+        sig[i] = signal_fn(ut, d)  # d broadcasts against ut.pre
+    return sig
+
+
+def block_updates(trace, local_gradients, grads):
+    """An `after_block` for `propagate` that computes each block's local updates into `grads`.
+
+    `grads` (a dict) receives `{id(variable): (update, variable)}` for the units of every
+    block as its signals are formed; the updates are returned so that the next block waits
+    for them.
+    """
+
+    def after_block(b, signals):
+        units = trace.blocks[b].units
+        block_grads = local_gradients([u.pre for u in units], signals)
+        grads.update(block_grads)
+        return [u for u, _ in block_grads.values()]
+
+    return after_block
 
 
 def clip_by_norm(update, clip_norm):
@@ -102,8 +143,9 @@ class Rule(abc.ABC):
             trace: the `Trace` of the forward pass (training mode).
             labels: float one-hot (or smoothed) labels, shape (batch, K).
             local_gradients: `(pres, signals) -> {id(variable): (update, variable)}`: for every
-                unit, the derivative of `sum(signal * h) / n` with respect to that unit's own
-                parameters, its input held constant.
+                unit given, the derivative of `sum(signal * h) / n` with respect to that
+                unit's own parameters, its input held constant. It may be called several
+                times, for disjoint sets of units (block by block: `block_updates`).
         """
 
     def get_config(self):

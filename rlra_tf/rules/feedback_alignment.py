@@ -2,7 +2,7 @@
 
 import tensorflow as tf
 
-from rlra_tf.rules.base import Rule, output_error, propagate
+from rlra_tf.rules.base import Rule, block_updates, output_error, propagate
 
 
 class FA(Rule):
@@ -18,7 +18,7 @@ class FA(Rule):
     name = "fa"
     direct = False
 
-    def signals(self, trace, labels):
+    def signals(self, trace, labels, after_block=None):
         """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
 
@@ -28,11 +28,11 @@ class FA(Rule):
         def use_skip(b, i, bt):
             return self.direct
 
-        return e_out, propagate(trace, e_out, delta, use_skip)
+        return e_out, propagate(trace, e_out, delta, use_skip, after_block)
 
     def updates(self, trace, labels, local_gradients):
-        _, sig = self.signals(trace, labels)
-        grads = local_gradients([u.pre for u in trace.units], sig.per_unit)
+        grads = {}
+        self.signals(trace, labels, block_updates(trace, local_gradients, grads))
         return list(grads.values())
 
 

@@ -4,6 +4,7 @@ import tensorflow as tf
 
 from rlra_tf.rules.base import (
     Rule,
+    block_updates,
     check_choice,
     check_nonnegative,
     clip_by_norm,
@@ -72,8 +73,15 @@ class RecLRA(Rule):
             return diff
         return self.alpha * diff + (1.0 - self.alpha) * tf.sign(diff)
 
-    def signals(self, trace, labels):
-        """The error units `e_u` of every unit (head: `e_L`) and which synapses carried them."""
+    def use_skip(self, b, i, block_trace):
+        """Whether unit `i` of block `b` takes its displacement from `e_L` (skip synapse)."""
+        return self.feedback == "skip" and i == len(block_trace.units) - 1  # output unit
+
+    def signals(self, trace, labels, after_block=None):
+        """The error units `e_u` of every unit (head: `e_L`) and which synapses carried them.
+
+        `after_block` is passed to `propagate` (block-by-block updates).
+        """
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
 
         def target_error(ut, d):
@@ -81,31 +89,33 @@ class RecLRA(Rule):
             target = ut.unit.activation(h - self.beta * d)
             return self.error_unit(z, target)
 
-        if self.feedback == "skip":
-
-            def use_skip(b, i, bt):
-                return i == len(bt.units) - 1  # the block's output unit
-
-        else:
-
-            def use_skip(b, i, bt):
-                return False
-
-        return e_out, propagate(trace, e_out, target_error, use_skip)
+        return e_out, propagate(trace, e_out, target_error, self.use_skip, after_block)
 
     def updates(self, trace, labels, local_gradients):
-        e_out, sig = self.signals(trace, labels)
-        units = trace.units
-        grads = local_gradients([u.pre for u in units], sig.per_unit)
+        grads, hebbian = {}, []
+        weight_updates = block_updates(trace, local_gradients, grads)
+        head = len(trace.blocks) - 1
+        e_out = []
+
+        def after_block(b, signals):
+            done = weight_updates(b, signals)
+            if b == head:
+                e_out.append(signals[0])
+            elif self.gamma > 0.0 and self.skip_update == "hebbian":
+                bt = trace.blocks[b]
+                for i, ut in enumerate(bt.units):
+                    if self.use_skip(b, i, bt):
+                        d_skip = ut.unit.skip_hebbian_update(e_out[0], signals[i])
+                        hebbian.append((self.gamma * d_skip, ut.unit.skip_feedback))
+                        done.append(d_skip)
+            return done
+
+        _, sig = self.signals(trace, labels, after_block)
         pairs = list(grads.values())
         if self.gamma > 0.0:
             for feedback, kernel in sig.feedback_used:
                 pairs.append((self.gamma * grads[id(kernel)][0], feedback))
-            if self.skip_update == "hebbian":
-                for k in sig.skip_used:
-                    unit = units[k].unit
-                    d_skip = unit.skip_hebbian_update(e_out, sig.per_unit[k])
-                    pairs.append((self.gamma * d_skip, unit.skip_feedback))
+            pairs += hebbian
         return [(clip_by_norm(u, self.clip_norm), v) for u, v in pairs]
 
     def get_config(self):
