@@ -11,7 +11,7 @@ the trainer's epoch timer. Runs go seed by seed, every rule within a seed, one a
 other in this process; the JSON is rewritten after every run, and a rerun with the same
 settings skips the runs it already holds (`--noresume` retrains them).
 
-    python -m benchmarks.resnet_accuracy                            # about 25 min on 2 cores
+    python -m benchmarks.resnet_accuracy                            # ~15 min on 2 shared cores
     python -m benchmarks.resnet_accuracy --rules=bp,rec_lra --epochs=1 --train_limit=2560
 
 Writes `benchmarks/results/resnet_accuracy.json` and `resnet_accuracy.png` (test accuracy per
