@@ -277,7 +277,9 @@ def main(argv):
         "benchmark": "mlp_sweep" if _SWEEP.value else "accuracy_mlp",
         "preset": PRESET,
         "model": "MLP 784-256-256-256-10 tanh",
-        "budget": _budget(base),
+        "budget": (_budget(base) if not _SWEEP.value else
+                   f"{base.epochs} epochs, batch {base.batch_size}, {base.optimizer} lr "
+                   f"{base.learning_rate:g}; schedule and the other changes per setting"),
         "epochs": base.epochs,
         "train_limit": base.train_limit,
         "thresholds": list(THRESHOLDS),
