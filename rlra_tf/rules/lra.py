@@ -62,7 +62,9 @@ class RecLRA(Rule):
             raise ValueError(f"Expected alpha in [0, 1], received: alpha={alpha!r}")
         self.clip_norm = check_nonnegative("clip_norm", clip_norm, allow_none=True)
         if self.clip_norm == 0.0:
-            raise ValueError(f"Expected a positive clip_norm or None, received: clip_norm={clip_norm!r}")
+            raise ValueError(
+                f"Expected a positive clip_norm or None, received: clip_norm={clip_norm!r}"
+            )
         self.skip_update = check_choice("skip_update", skip_update, {"fixed", "hebbian"})
         self.input_noise = check_nonnegative("input_noise", input_noise)
 
