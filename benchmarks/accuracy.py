@@ -31,6 +31,7 @@ from absl import app, flags, logging
 
 from benchmarks.curves import THRESHOLDS, summarize, time_to_reach  # noqa: F401 (re-exported)
 from benchmarks.environment import environment
+from benchmarks.per_epoch_test import TestEvaluator, make_test_callback
 
 PRESET = "fmnist_mlp"
 
@@ -88,75 +89,6 @@ _OUT = flags.DEFINE_string(
     "(mlp_sweep.json with --sweep).",
 )
 _RESUME = flags.DEFINE_bool("resume", True, "Skip runs already in the JSON with equal config.")
-
-
-class TestEvaluator:
-    """Accuracy and mean cross-entropy of a model on a fixed dataset, batch by batch.
-
-    Computed from the model's logits with TF ops (not Keras' metrics), so it leaves the
-    training loop's metric state alone.
-    """
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-        self._fn = None
-
-    def __call__(self, model):
-        import numpy as np
-        import tensorflow as tf
-
-        if self._fn is None or self._fn[0] is not model:
-            @tf.function(autograph=False)
-            def batch_stats(x, y):
-                logits = tf.cast(model(x, training=False), tf.float32)
-                y = tf.cast(y, tf.int32)
-                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
-                correct = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y)
-                return tf.reduce_sum(tf.cast(correct, tf.float32)), tf.reduce_sum(ce)
-
-            self._fn = (model, batch_stats)
-        n = correct = loss = 0.0
-        for x, y in self.dataset:
-            c, ce = self._fn[1](x, y)
-            correct += float(c)
-            loss += float(ce)
-            n += int(np.shape(y)[0])
-        return correct / n, loss / n, int(n)
-
-
-def make_test_callback(evaluator, record):
-    import keras
-
-    class PerEpochTest(keras.callbacks.Callback):
-        """After each epoch: test accuracy/loss and the trainer's epoch time into `record`."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            start = time.perf_counter()
-            acc, loss, n = evaluator(self.model)
-            record["epochs"].append({
-                "epoch": epoch + 1,
-                "test_accuracy": acc,
-                "test_loss": loss,
-                "test_examples": n,
-                "val_accuracy": _float(logs.get("val_accuracy")),
-                "train_accuracy": _float(logs.get("accuracy")),
-                "train_loss": _float(logs.get("loss")),
-                "epoch_seconds": _float(logs.get("epoch_seconds")),
-                "test_eval_seconds": time.perf_counter() - start,
-            })
-            print(f"    epoch {epoch + 1}: test {100 * acc:.2f}% loss {loss:.4f} "
-                  f"({_float(logs.get('epoch_seconds')) or 0:.1f} s)", flush=True)
-
-    return PerEpochTest()
-
-
-def _float(v):
-    if v is None:
-        return None
-    import numpy as np
-
-    return float(np.asarray(v))
 
 
 def run_config(name, label, changes, seed, epochs, train_limit):

@@ -28,6 +28,7 @@ import time
 from absl import app, flags
 
 from benchmarks.environment import environment
+from benchmarks.per_epoch_test import TestEvaluator, make_test_callback
 
 PRESET = "fmnist_resnet20"
 RULES = ("bp", "fa", "dfa", "lra", "rec_lra")
@@ -85,66 +86,6 @@ def run_config(rule, seed):
     if rule in ("rec_lra", "lra"):
         changes.update(beta=_BETA.value, gamma=1.0)
     return presets.override(presets.get(PRESET), **changes)
-
-
-class TestEvaluator:
-    """Accuracy and mean cross-entropy on the full test split, from the model's logits."""
-
-    def __init__(self, dataset):
-        self.dataset = dataset
-        self._fns = {}
-
-    def __call__(self, model):
-        import tensorflow as tf
-
-        fn = self._fns.get(id(model))
-        if fn is None:
-            @tf.function(autograph=False)
-            def fn(x, y):
-                logits = tf.cast(model(x, training=False), tf.float32)
-                y = tf.cast(y, tf.int32)
-                ce = tf.nn.sparse_softmax_cross_entropy_with_logits(y, logits)
-                hits = tf.equal(tf.argmax(logits, -1, output_type=tf.int32), y)
-                return tf.reduce_sum(tf.cast(hits, tf.float32)), tf.reduce_sum(ce)
-
-            self._fns = {id(model): fn}
-        n = hits = loss = 0.0
-        for x, y in self.dataset:
-            h, ce = fn(x, y)
-            hits, loss, n = hits + float(h), loss + float(ce), n + int(y.shape[0])
-        return hits / n, loss / n, int(n)
-
-
-def _float(v):
-    import numpy as np
-
-    return None if v is None else float(np.asarray(v))
-
-
-def make_test_callback(evaluator, record):
-    import keras
-
-    class PerEpochTest(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            start = time.perf_counter()
-            acc, loss, n = evaluator(self.model)
-            record["epochs"].append({
-                "epoch": epoch + 1,
-                "test_accuracy": acc,
-                "test_loss": loss,
-                "test_examples": n,
-                "train_accuracy": _float(logs.get("accuracy")),
-                "train_loss": _float(logs.get("loss")),
-                "val_accuracy": _float(logs.get("val_accuracy")),
-                "epoch_seconds": _float(logs.get("epoch_seconds")),
-                "test_eval_seconds": time.perf_counter() - start,
-            })
-            print(f"    epoch {epoch + 1}: test {100 * acc:.2f}% loss {loss:.4f} "
-                  f"(train {100 * (_float(logs.get('accuracy')) or 0):.1f}%, "
-                  f"{_float(logs.get('epoch_seconds')) or 0:.0f} s)", flush=True)
-
-    return PerEpochTest()
 
 
 def run_one(config, evaluator, workroot):
