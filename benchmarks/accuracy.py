@@ -31,7 +31,7 @@ from absl import app, flags, logging
 
 from benchmarks.curves import THRESHOLDS, summarize, time_to_reach  # noqa: F401 (re-exported)
 from benchmarks.environment import environment
-from benchmarks.per_epoch_test import TestEvaluator, make_test_callback
+from benchmarks.per_epoch_test import TestEvaluator, train_with_tests
 
 PRESET = "fmnist_mlp"
 
@@ -106,17 +106,10 @@ def run_config(name, label, changes, seed, epochs, train_limit):
 
 
 def run_one(name, label, config, evaluator, workroot):
-    from trainers import train_lib
-
     record = {"variant": name, "label": label, "seed": config.seed, "config": config.to_json(),
               "epochs": []}
     workdir = os.path.join(workroot, f"{name}-seed{config.seed}")
-    start = time.perf_counter()
-    metrics = train_lib.train_and_evaluate(
-        config, workdir, overwrite=True, verbose=0,
-        callbacks=[make_test_callback(evaluator, record)],
-    )
-    wall = time.perf_counter() - start
+    metrics, wall = train_with_tests(config, workdir, evaluator, record)
     eval_total = sum(e["test_eval_seconds"] for e in record["epochs"])
     record.update({
         "final_test_accuracy": metrics["test_accuracy"],
@@ -127,7 +120,6 @@ def run_one(name, label, config, evaluator, workroot):
         "steps_per_epoch": metrics["steps_per_epoch"],
         "rule": metrics["rule"],
     })
-    shutil.rmtree(workdir, ignore_errors=True)
     return record
 
 

@@ -73,3 +73,23 @@ def make_test_callback(evaluator, record):
                   f"{entry['epoch_seconds'] or 0:.1f} s)", flush=True)
 
     return PerEpochTest()
+
+
+def train_with_tests(config, workdir, evaluator, record):
+    """Runs the trainer on `config` in `workdir` with the per-epoch test; deletes the workdir.
+
+    Appends the epochs to `record["epochs"]` and returns `(metrics, wall seconds)`; the wall
+    time includes the per-epoch test passes (their own times are in the epoch entries).
+    """
+    import shutil
+
+    from trainers import train_lib
+
+    start = time.perf_counter()
+    metrics = train_lib.train_and_evaluate(
+        config, workdir, overwrite=True, verbose=0,
+        callbacks=[make_test_callback(evaluator, record)],
+    )
+    wall = time.perf_counter() - start
+    shutil.rmtree(workdir, ignore_errors=True)
+    return metrics, wall

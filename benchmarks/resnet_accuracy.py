@@ -28,7 +28,7 @@ import time
 from absl import app, flags
 
 from benchmarks.environment import environment
-from benchmarks.per_epoch_test import TestEvaluator, make_test_callback
+from benchmarks.per_epoch_test import TestEvaluator, train_with_tests
 
 PRESET = "fmnist_resnet20"
 RULES = ("bp", "fa", "dfa", "lra", "rec_lra")
@@ -89,17 +89,10 @@ def run_config(rule, seed):
 
 
 def run_one(config, evaluator, workroot):
-    from trainers import train_lib
-
     record = {"rule": config.rule, "seed": config.seed, "config": config.to_json(),
               "epochs": []}
     workdir = os.path.join(workroot, f"{config.rule}-seed{config.seed}")
-    start = time.perf_counter()
-    metrics = train_lib.train_and_evaluate(
-        config, workdir, overwrite=True, verbose=0,
-        callbacks=[make_test_callback(evaluator, record)],
-    )
-    wall = time.perf_counter() - start
+    metrics, wall = train_with_tests(config, workdir, evaluator, record)
     record.update({
         "final_test_accuracy": record["epochs"][-1]["test_accuracy"],
         "trainer_test_accuracy": metrics["test_accuracy"],
@@ -107,7 +100,6 @@ def run_one(config, evaluator, workroot):
         "steps_per_epoch": metrics["steps_per_epoch"],
         "wall_seconds": wall,
     })
-    shutil.rmtree(workdir, ignore_errors=True)
     return record
 
 
