@@ -180,8 +180,9 @@ def fmnist_resnet20():
     Command: `python -m trainers.train --preset=fmnist_resnet20 --workdir=runs/fmnist_resnet20`
     Machine: one GPU (a 2-core CPU takes minutes per epoch). Time: not measured yet; estimate
     about 30 s per epoch on a current GPU, 30 epochs: about 15 minutes.
-    Expected: not measured yet; backprop ResNets reach about 93.8% on Fashion-MNIST, and the
-    target for rec-LRA is within about 1 point of that.
+    Expected: not measured at this budget; backprop ResNets reach about 93.8% on
+    Fashion-MNIST. At a reduced budget here (12,800 examples, 3 epochs, Adam) rec-LRA stayed
+    far behind backprop (ResNet-20 section of BENCHMARKS.md; README, known limitations).
     """
     return Config(
         dataset="fashion_mnist",
