@@ -5,8 +5,9 @@ Pure functions:
 - `probe(model, x, y)`: per unit, the angle between the rule's kernel update and backprop's
   gradient of the mean cross-entropy on the same weights and batch, the norms of the error
   unit, of the update, of the gradient and of the weights, and the angle between the feedback
-  kernel `F` and the forward kernel `W`. Model state (BatchNorm moving statistics, seeds) is
-  left exactly as it was.
+  kernel `F` and the forward kernel `W` (and between a projection's synapse and kernel): with the
+  mirror (ALGORITHM.md 3.7) these fall from about 90 degrees as `F` aligns. Model state (BatchNorm
+  moving statistics, seeds) is left exactly as it was.
 - `update_chain(model, input_shape)`: the length of the longest chain of dependent operations
   between the logits and the last weight update in the traced per-replica update computation.
 
@@ -32,6 +33,7 @@ UNIT_METRICS = (
     "bp_norm",  # Frobenius norm of backprop's kernel gradient
     "weight_norm",  # Frobenius norm of the kernel W
     "feedback_angle",  # degrees between the adjacent feedback kernel F and W (same shape)
+    "shortcut_feedback_angle",  # the same for a projection shortcut's synapse and kernel
 )
 
 
@@ -85,10 +87,10 @@ def probe(model, x, y):
 
     Returns:
         `{"loss": scalar, "units": {unit_name: {metric: scalar}}}` with the metrics of
-        `UNIT_METRICS` (`bias_angle` only for units with a bias; `feedback_angle` only where `F`
-        has the kernel's shape). The error signal is the rule's own: `e_u` for LRA and rec-LRA,
-        `delta_u` for FA and DFA, `n * dL/dh_u` for backprop (all equal `softmax - y` at the
-        head). Both forward passes run in training mode; every non-trainable variable they
+        `UNIT_METRICS` (`bias_angle` only for units with a bias; `feedback_angle` only where `F` has
+        the kernel's shape; `shortcut_feedback_angle` only for units with a projection). The error
+        signal is the rule's own: `e_u` for LRA and rec-LRA, `delta_u` for FA and DFA, `n * dL/dh_u`
+        for backprop (all equal `softmax - y` at the head). Both forward passes run in training mode; every non-trainable variable they
         may move (BatchNorm moving statistics) is put back afterwards. Only each unit's main
         `kernel` (and `bias`) is compared; other parameters of a unit (BatchNorm, projection
         shortcut) are not. With `input_noise > 0` the rule's update sees noisy inputs and
@@ -146,6 +148,10 @@ def probe(model, x, y):
         feedback = getattr(unit, "feedback", None)
         if feedback is not None and tuple(feedback.shape) == tuple(kernel.shape):
             metrics["feedback_angle"] = angle_degrees(feedback, kernel)
+        if getattr(unit, "shortcut_feedback", None) is not None:
+            metrics["shortcut_feedback_angle"] = angle_degrees(
+                unit.shortcut_feedback, unit.shortcut_kernel
+            )
         out[name] = {k: metrics[k] for k in UNIT_METRICS if k in metrics}
 
     for v, s in zip(state, saved):  # after the forward passes: automatic control dependencies
@@ -394,7 +400,7 @@ def update_graph(model, input_shape, batch_size=2):
     spec_y = tf.TensorSpec((batch_size,), tf.int32)
 
     def step(x, y):
-        pairs, logits = model._step_pairs(x, model.one_hot_labels(y))
+        pairs, _, logits = model._step_pairs(x, model.one_hot_labels(y), model._iteration())
         return {"updates": [u for u, _ in pairs], "logits": logits}
 
     concrete = tf.function(step, autograph=False).get_concrete_function(spec_x, spec_y)

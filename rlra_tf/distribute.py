@@ -265,3 +265,25 @@ def install_keras_fixes():
 
     saving_lib.get_attr_skipset = get_attr_skipset
     return True
+
+
+def assign_replicated(variables, values):
+    """Assign `values[i]` to `variables[i]` on every replica, without communication.
+
+    For values that every replica computes identically (the mirror's estimates come from
+    deterministic noise and replicated weights): in a replica context each replica's own
+    value goes to its own copy of the variable, as the Keras optimiser applies its updates
+    (`merge_call` + `extended.update`); with no strategy it is a plain assignment.
+    """
+
+    def assign(var, value):
+        return var.assign(value)
+
+    def merge_fn(strategy, variables, values):
+        for var, value in zip(variables, values):
+            strategy.extended.update(var, assign, args=(value,), group=False)
+
+    tf_variables = [getattr(v, "value", v) if hasattr(v, "path") else v for v in variables]
+    tf.__internal__.distribute.interim.maybe_merge_call(
+        merge_fn, tf.distribute.get_strategy(), tf_variables, values
+    )

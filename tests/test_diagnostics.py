@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from rlra_tf import diagnostics
+from rlra_tf import diagnostics, rules
 from rlra_tf.layers import AlignedDense
 from rlra_tf.models import AlignedModel, UnitStack, mlp
 
@@ -49,7 +49,7 @@ def test_angle_degrees_matches_numpy_and_is_exact_at_the_ends():
 
 
 def test_rec_lra_probe_matches_numpy():
-    """One hidden tanh unit with a skip synapse: every number worked out in NumPy."""
+    """One hidden tanh unit under the default rule: every number worked out in NumPy."""
     x, y = batch()
     model = tiny_mlp(hidden=(5,))
     beta = model.rule.beta
@@ -64,7 +64,8 @@ def test_rec_lra_probe_matches_numpy():
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     e_out = p - onehot
-    e1 = z1 - np.tanh(h1 - beta * (e_out @ s1))  # rec-LRA error unit of the block output
+    # rec-LRA's error unit (revision 2): the head's F carries e_L down, errors scaled by 1/beta.
+    e1 = (z1 - np.tanh(h1 - beta * (e_out @ f2.T))) / beta
     rule = {"dense_0": x.T @ e1 / n, "head": z1.T @ e_out / n}
     bp = {"dense_0": x.T @ ((e_out @ w2.T) * (1 - z1 ** 2)) / n, "head": z1.T @ e_out / n}
     errors = {"dense_0": e1, "head": e_out}
@@ -149,7 +150,8 @@ def test_callback_history_tensorboard_and_metrics_json(tmp_path):
     assert [r["step"] for r in diag.history] == [0, 2, 4, 5]
     record = diag.history[-1]
     assert set(record["units"]) == {"dense_0", "dense_1", "head"}
-    assert set(record["units"]["dense_0"]) == set(diagnostics.UNIT_METRICS)
+    assert set(record["units"]["dense_0"]) == set(diagnostics.UNIT_METRICS) - {
+        "shortcut_feedback_angle"}  # a dense unit has no projection
     assert 0.0 < record["units"]["dense_0"]["angle"] < 180.0
 
     path = tmp_path / "metrics.json"
@@ -200,9 +202,12 @@ def chain(hidden, rule):
     return diagnostics.update_chain(tiny_mlp(hidden=hidden, rule=rule, dim=4), (4,))
 
 
-def test_update_chain_grows_with_depth_for_bp_not_for_rec_lra():
+SKIP = rules.RecLRA(feedback="skip")  # block outputs from e_L through the skip synapses
+
+
+def test_update_chain_grows_with_depth_for_bp_not_for_rec_lra_with_skip_synapses():
     bp2, bp6 = chain((4,) * 2, "bp"), chain((4,) * 6, "bp")
-    rec2, rec6 = chain((4,) * 2, "rec_lra"), chain((4,) * 6, "rec_lra")
+    rec2, rec6 = chain((4,) * 2, SKIP), chain((4,) * 6, SKIP)
     # Every extra layer adds a MatMul (delta @ W^T) and a TanhGrad to backprop's chain.
     assert bp6.compute_ops - bp2.compute_ops == 2 * 4
     assert bp6.path.count("TanhGrad") == 6 and bp6.ops > bp6.compute_ops
@@ -210,6 +215,10 @@ def test_update_chain_grows_with_depth_for_bp_not_for_rec_lra():
     assert rec6.compute_ops == rec2.compute_ops
     assert rec6.compute_ops < bp6.compute_ops
     assert "TanhGrad" not in rec6.path and rec6.path[0] == "Softmax"
+    # The default (adjacent synapses) passes targets down unit by unit: its chain grows.
+    default2, default6 = chain((4,) * 2, "rec_lra"), chain((4,) * 6, "rec_lra")
+    assert default6.compute_ops > default2.compute_ops
+    assert "TanhGrad" not in default6.path
 
 
 def tiny_resnet(depth, rule):
@@ -224,13 +233,16 @@ def tiny_resnet(depth, rule):
 def test_update_chain_on_tiny_resnets_of_two_depths():
     depths = ("resnet_tiny", 8)  # 2 and 3 residual blocks
     bp2, bp3 = (diagnostics.update_chain(tiny_resnet(d, "bp"), (8, 8, 1)) for d in depths)
-    rec2, rec3 = (diagnostics.update_chain(tiny_resnet(d, "rec_lra"), (8, 8, 1)) for d in depths)
+    rec2, rec3 = (diagnostics.update_chain(tiny_resnet(d, SKIP), (8, 8, 1)) for d in depths)
     assert bp3.compute_ops > bp2.compute_ops
     assert rec3.compute_ops == rec2.compute_ops < bp2.compute_ops
     # One block: the skip synapse into the block output, F into the first unit, its filter.
     assert rec3.path[:3] == ["Softmax", "Sub", "MatMul"]
     assert rec3.path.count("Conv2DBackpropInput") == 1
     assert rec3.path[-1] == "Conv2DBackpropFilter"
+    default2, default3 = (diagnostics.update_chain(tiny_resnet(d, "rec_lra"), (8, 8, 1))
+                          for d in depths)
+    assert default3.compute_ops > default2.compute_ops
 
 
 def test_probe_on_a_tiny_resnet_bp_is_zero_and_batchnorm_is_untouched():
@@ -253,3 +265,31 @@ def test_probe_on_a_tiny_resnet_bp_is_zero_and_batchnorm_is_untouched():
     assert list(units.values())[-1]["angle"] < 1e-3  # the head's update is backprop's
     for b, v in zip(before, model.variables):
         np.testing.assert_array_equal(b, np.array(v), err_msg=v.path)
+
+
+def test_feedback_angles_show_the_mirror_converging(tmp_path):
+    """With rec_lra's mirror, every synapse's F-to-W angle (the projection's too) falls from
+    about 90 degrees, in the history that goes to metrics.json and in TensorBoard."""
+    rng = np.random.RandomState(5)
+    x = rng.uniform(size=(64, 8, 8, 1)).astype("float32")
+    y = rng.randint(0, 3, 64).astype("int32")
+    model = tiny_resnet("resnet_tiny", "rec_lra")
+    model.compile(optimizer=keras.optimizers.SGD(0.01), rule="rec_lra")
+    log_dir = tmp_path / "tb"
+    diag = diagnostics.AlignmentDiagnostics(x[:8], y[:8], every_n_steps=10, log_dir=log_dir)
+    model.fit(x, y, batch_size=8, epochs=5, callbacks=[diag], verbose=0)  # 40 steps
+    first, last = diag.history[0]["units"], diag.history[-1]["units"]
+    assert diag.history[-1]["step"] == 40
+    angles = [(n, k) for n, m in first.items() for k in m if k.endswith("feedback_angle")]
+    assert ("stage2_block1/conv2", "shortcut_feedback_angle") in angles
+    for name, key in angles:
+        assert first[name][key] > 60.0 and last[name][key] < 25.0, (name, key)
+    (event_file,) = os.listdir(log_dir)
+    logged = {}
+    for event in tf.compat.v1.train.summary_iterator(str(log_dir / event_file)):
+        for value in event.summary.value:
+            logged[(value.tag, event.step)] = float(tf.make_ndarray(value.tensor))
+    tag = "diagnostics/stage2_block1/conv2/shortcut_feedback_angle"
+    assert logged[(tag, 40)] == pytest.approx(last["stage2_block1/conv2"][
+        "shortcut_feedback_angle"])
+    assert json.loads(json.dumps(diag.as_dict()))["history"][-1]["units"] == last

@@ -34,7 +34,8 @@ class AlignedUnit(keras.layers.Layer):
     Subclasses create `kernel` (the forward weights that `feedback` pairs with), `feedback`
     (`F`, same shape as the kernel, non-trainable) and, when `skip_classes` is set,
     `skip_feedback` (`S`, shape `[skip_classes, channels]`, non-trainable), and implement
-    `pre_activation`, `feedback_input` and `skip_displacement`.
+    `pre_activation`, `feedback_input`, `skip_displacement` and `mirror_synapses`; a unit with
+    its own normalisation also overrides `pre_activation_parts` and `norm_transpose`.
     """
 
     def __init__(
@@ -80,6 +81,27 @@ class AlignedUnit(keras.layers.Layer):
 
     def call(self, inputs, training=None):
         return self.activation(self.pre_activation(inputs, training=training))
+
+    def pre_activation_parts(self, inputs, residual=None, training=None):
+        """`(h, linear, shortcut_linear)`: the pre-activation and, for a unit with its own
+        normalisation, the linear responses in front of each normalisation (`None` here)."""
+        return self.pre_activation(inputs, residual=residual, training=training), None, None
+
+    def norm_transpose(self, error, unit_trace):
+        """Carry an error at this unit's pre-activation back through its own normalisation.
+
+        ALGORITHM.md 3.5a; a unit without normalisation returns `error` as it is.
+        """
+        return error
+
+    def mirror_synapses(self, unit_trace):
+        """The adjacent synapses the mirror rule aligns (ALGORITHM.md 3.7).
+
+        Returns `(feedback variable, noise shape without the batch axis, estimate)` triples;
+        `estimate(noise)` is the correlation `C` of the noise with the linear response it
+        causes, whose expectation is the synapse's forward kernel.
+        """
+        raise NotImplementedError
 
     def activation_derivative(self, pre):
         """`phi'(h)` element-wise (for FA and DFA; LRA never needs it)."""

@@ -225,30 +225,47 @@ class AlignedConv2D(AlignedUnit):
 
     def project(self, residual, training=None):
         """The projection shortcut `N_p(conv1x1(r))` (identity without a projection)."""
+        return self._project(residual, training)[0]
+
+    def _project(self, residual, training):
+        """`(N_p(conv1x1(r) + b_p), conv1x1(r) + b_p)`; an identity returns `(r, None)`."""
         if self.shortcut != "projection":
-            return residual
+            return residual, None
         r = self._conv(residual, self.shortcut_kernel, self.shortcut_strides, "same")
         if self.shortcut_bias is not None:
             r = r + self.shortcut_bias
+        linear = r
         if self.shortcut_norm is not None:
             r = self.shortcut_norm(r, training=training)
-        return r  # (batch, height, width, filters)
+        return r, linear  # (batch, height, width, filters)
 
     def pre_activation(self, inputs, residual=None, training=None):
         """`h = N(conv(x) + b) + r`, with `r` projected when the unit has a projection."""
+        return self.pre_activation_parts(inputs, residual=residual, training=training)[0]
+
+    def pre_activation_parts(self, inputs, residual=None, training=None):
+        """`(h, linear, shortcut_linear)`: `h` as `pre_activation`, and the linear responses
+        `conv(x) + b` and `conv1x1(r) + b_p` in front of the unit's and the projection's
+        BatchNorm (`None` where there is no BatchNorm)."""
         h = self._conv(inputs, self.kernel, self.strides, self.padding)
         if self.bias is not None:
             h = h + self.bias
+        linear = None
         if self.norm_layer is not None:
+            linear = h
             h = self.norm_layer(h, training=training)
+        shortcut_linear = None
         if residual is not None:
-            h = h + self.project(residual, training=training)
+            r, shortcut_linear = self._project(residual, training)
+            h = h + r
+            if self.shortcut_norm is None:
+                shortcut_linear = None
         elif self.shortcut == "projection":
             raise ValueError(
                 f"Unit {self.name!r} has a projection shortcut and needs the block input as "
                 "residual=, received: residual=None"
             )
-        return h  # (batch, height, width, filters)
+        return h, linear, shortcut_linear  # h: (batch, height, width, filters)
 
     # ------------------------------------------------------------------------------- feedback
 
@@ -299,6 +316,53 @@ class AlignedConv2D(AlignedUnit):
         """The `(feedback, kernel)` pair the shortcut path uses (empty for an identity)."""
         return self.feedback_pairs[1:]
 
+    def norm_transpose(self, error, unit_trace):
+        """`N'^T e` through the unit's own BatchNorm with this batch's statistics (3.5a).
+
+        `(gamma / sigma_B) * (e - mean(e) - xhat * mean(e * xhat))` per channel, the means
+        over the batch and the positions (over every replica's batch for `"sync_batch"`),
+        `xhat` the normalised linear response `unit_trace.linear`. Without BatchNorm: `e`.
+        """
+        return _norm_transpose(self.norm_layer, error, unit_trace.linear)
+
+    def shortcut_norm_transpose(self, error, unit_trace):
+        """`norm_transpose` through the projection's BatchNorm (identity without one)."""
+        return _norm_transpose(self.shortcut_norm, error, unit_trace.shortcut_linear)
+
+    def _filter_correlation(self, x, kernel, strides, padding):
+        """Mirror estimate: correlation of noise `x` with its linear response `conv(x, W)`.
+
+        `conv2d_backprop_filter(x, y) / (m * positions of y)`: its expectation is `W` (less
+        at the border taps under "same" padding, where part of the window is zero padding).
+        """
+        kernel = tf.cast(kernel, x.dtype)
+        y = self._conv(x, kernel, strides, padding)  # (m, out_h, out_w, filters)
+        shape = tf.shape(y)
+        count = tf.cast(shape[0] * shape[1] * shape[2], x.dtype)
+        c = tf.raw_ops.Conv2DBackpropFilter(
+            input=x, filter_sizes=list(kernel.shape), out_backprop=y,
+            strides=(1,) + strides + (1,), padding=padding.upper(),
+        )
+        return c / count  # shape of the kernel
+
+    def mirror_estimate(self, noise):
+        """The mirror estimate of `F` from noise shaped like the unit's input (m, h, w, c)."""
+        return self._filter_correlation(noise, self.kernel, self.strides, self.padding)
+
+    def shortcut_mirror_estimate(self, noise):
+        """The mirror estimate of the projection's synapse from noise shaped like the block
+        input."""
+        return self._filter_correlation(noise, self.shortcut_kernel, self.shortcut_strides, "same")
+
+    def mirror_synapses(self, unit_trace):
+        synapses = [(self.feedback, _example_shape(unit_trace.inputs), self.mirror_estimate)]
+        if self.shortcut == "projection":
+            synapses.append((
+                self.shortcut_feedback, _example_shape(unit_trace.residual),
+                self.shortcut_mirror_estimate,
+            ))
+        return synapses
+
     def skip_displacement(self, output_error):
         """`d[n, i, j, :] = e_L[n] @ S`: shape (batch, 1, 1, filters), broadcast over positions."""
         d = super().skip_displacement(output_error)  # (batch, filters)
@@ -335,3 +399,36 @@ class AlignedConv2D(AlignedUnit):
         )
         return config
 
+
+def _example_shape(x):
+    """The shape of one example of `x`: static where known, else a tensor."""
+    if x.shape[1:].is_fully_defined():
+        return tuple(x.shape[1:])
+    return tf.shape(x)[1:]
+
+
+def _channel_mean(t, synchronized):
+    """Mean over batch and positions, kept as (1, 1, 1, C); over all replicas if synchronized."""
+    ctx = tf.distribute.get_replica_context()
+    if synchronized and ctx is not None and ctx.num_replicas_in_sync > 1:
+        total = tf.reduce_sum(t, axis=(0, 1, 2), keepdims=True)
+        count = tf.cast(tf.reduce_prod(tf.shape(t)[:3]), t.dtype)
+        total, count = ctx.all_reduce(tf.distribute.ReduceOp.SUM, [total, count])
+        return total / count
+    return tf.reduce_mean(t, axis=(0, 1, 2), keepdims=True)
+
+
+def _norm_transpose(norm, error, linear):
+    """The transpose of training-mode BatchNorm's Jacobian applied to `error` (3.5a)."""
+    if norm is None:
+        return error
+    sync = bool(getattr(norm, "synchronized", False))
+    x = tf.cast(tf.stop_gradient(linear), tf.float32)
+    e = tf.cast(error, tf.float32)
+    mean = _channel_mean(x, sync)
+    var = _channel_mean(tf.square(x - mean), sync)
+    inv_sigma = tf.math.rsqrt(var + norm.epsilon)
+    xhat = (x - mean) * inv_sigma
+    scale = inv_sigma if norm.gamma is None else tf.cast(norm.gamma, tf.float32) * inv_sigma
+    out = scale * (e - _channel_mean(e, sync) - xhat * _channel_mean(e * xhat, sync))
+    return tf.cast(out, error.dtype)

@@ -86,6 +86,15 @@ class AlignedDense(AlignedUnit):
         """Carry an error at this unit's activity down to its input: `e @ transpose(F)`."""
         return ops.matmul(error, ops.transpose(self.feedback))  # (batch, in_features)
 
+    def mirror_estimate(self, noise):
+        """`C = transpose(x) @ (x @ W) / m` for noise `x` of shape (m, in_features)."""
+        m = ops.cast(ops.shape(noise)[0], noise.dtype)
+        y = ops.matmul(noise, ops.cast(self.kernel, noise.dtype))  # linear response, no bias
+        return ops.matmul(ops.transpose(noise), y) / m  # (in_features, units)
+
+    def mirror_synapses(self, unit_trace=None):
+        return [(self.feedback, (self.kernel.shape[0],), self.mirror_estimate)]
+
     def compute_output_shape(self, input_shape):
         return tuple(input_shape[:-1]) + (self.units,)
 

@@ -3,6 +3,7 @@
 import keras
 import tensorflow as tf
 
+from rlra_tf import distribute
 from rlra_tf import rules as rules_lib
 from rlra_tf.rules.trace import Trace
 
@@ -23,24 +24,27 @@ def resolve_jit_compile(jit_compile):
 
 
 class _JitStep:
-    """Wraps `(x, labels) -> (pairs, logits)` as an XLA function returning tensors only.
+    """Wraps `(x, labels, step) -> (pairs, assignments, logits)` as an XLA function returning
+    tensors only.
 
-    The variables the updates belong to are fixed when the function is traced; a plain
-    object (not Keras-tracked) keeps them.
+    The variables the updates and assignments belong to are fixed when the function is
+    traced; a plain object (not Keras-tracked) keeps them.
     """
 
     def __init__(self, step_pairs):
         self.variables = None
+        self.assigned = None
 
-        def step(x, labels):
-            pairs, logits = step_pairs(x, labels)
+        def step(x, labels, iteration):
+            pairs, assigns, logits = step_pairs(x, labels, iteration)
             self.variables = [v for _, v in pairs]
-            return [u for u, _ in pairs], logits
+            self.assigned = [v for _, v in assigns]
+            return [u for u, _ in pairs], [a for a, _ in assigns], logits
 
         self.fn = tf.function(step, jit_compile=True)
 
-    def __call__(self, x, labels):
-        return self.fn(x, labels)
+    def __call__(self, x, labels, iteration):
+        return self.fn(x, labels, iteration)
 
 
 @keras.saving.register_keras_serializable(package="rlra_tf")
@@ -235,20 +239,24 @@ class AlignedModel(keras.Model):
 
     # ----------------------------------------------------------------------------- the step
 
-    def _noisy(self, x):
+    def _noisy(self, x, iteration):
         sigma = self.rule.input_noise
         if not sigma:
             return x
         x = tf.cast(x, self.compute_dtype)
         ctx = tf.distribute.get_replica_context()
         replica = ctx.replica_id_in_sync_group if ctx is not None else 0
-        step = tf.cast(self.optimizer.iterations, tf.int32) if self.optimizer is not None else 0
+        step = tf.cast(iteration, tf.int32)
         seed = tf.stack([tf.cast(self.noise_seed, tf.int32) * 1000 + tf.cast(replica, tf.int32),
                          step])
-        return x + sigma * tf.random.stateless_normal(tf.shape(x), seed, dtype=x.dtype)
+        # Gaussian draws from a run-time seed differ with and without XLA (BUILD_NOTES.md);
+        # each setting is deterministic on its own.
+        noise = tf.random.stateless_normal(tf.shape(x), seed, dtype=x.dtype, alg="philox")
+        return x + sigma * noise
 
-    def _per_replica_updates(self, x, labels):
-        """`(updates, logits)` for one replica's batch: batch means, before replica scaling."""
+    def _per_replica_updates(self, x, labels, iteration):
+        """`(updates, assignments, logits)` for one replica's batch: updates are batch means,
+        before replica scaling; assignments are `(value, variable)` pairs (the mirror)."""
         variables = self.trainable_variables
         if self.rule.uses_backprop:
             with tf.GradientTape() as tape:
@@ -257,11 +265,11 @@ class AlignedModel(keras.Model):
                     tf.nn.softmax_cross_entropy_with_logits(labels, tf.cast(logits, labels.dtype))
                 )
             grads = tape.gradient(loss, variables)
-            return [g for g in grads], logits
+            return [g for g in grads], [], logits
         # Persistent: the rule asks for the local gradients block by block (in a traced step
         # this costs nothing at run time; the tape only builds the graph).
         with tf.GradientTape(persistent=True) as tape:
-            trace = self.trace(self._noisy(x), training=True, local=True)
+            trace = self.trace(self._noisy(x, iteration), training=True, local=True)
 
         def local_gradients(pres, signals):
             n = tf.cast(tf.shape(pres[0])[0], pres[0].dtype)
@@ -271,7 +279,14 @@ class AlignedModel(keras.Model):
             return {id(v): (g, v) for g, v in zip(grads, variables) if g is not None}
 
         pairs = self.rule.updates(trace, labels, local_gradients)
-        return pairs, trace.logits
+        assigns = self.rule.synapse_assignments(trace, iteration, seed=self.noise_seed)
+        return pairs, assigns, trace.logits
+
+    def _iteration(self):
+        """The optimiser's step counter (0 before the optimiser exists)."""
+        if self.optimizer is None:
+            return tf.constant(0, tf.int64)
+        return tf.cast(self.optimizer.iterations, tf.int64)
 
     def local_updates(self, x, y):
         """The `(update, variable)` pairs one training step hands the optimiser.
@@ -279,39 +294,55 @@ class AlignedModel(keras.Model):
         Batch means, before any scaling across replicas. For `"bp"`, the gradients of the
         mean cross-entropy. Runs the forward pass in training mode (BatchNorm statistics move).
         """
-        pairs, _ = self._step_pairs(tf.convert_to_tensor(x), self.one_hot_labels(y))
-        return pairs
+        return self.step_effects(x, y)[0]
+
+    def step_effects(self, x, y):
+        """`(updates, assignments)` of one training step, without applying either.
+
+        `updates` as `local_updates`; `assignments` the `(new value, variable)` pairs the step
+        assigns to error synapses outside the optimiser (the mirror, ALGORITHM.md 3.7).
+        """
+        pairs, assigns, _ = self._step_pairs(
+            tf.convert_to_tensor(x), self.one_hot_labels(y), self._iteration()
+        )
+        return pairs, assigns
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if sample_weight is not None:
             raise ValueError("AlignedModel does not support sample_weight in fit().")
         labels = self.one_hot_labels(y)
+        iteration = self._iteration()
         if self._inner_jit:
             jit_step = self._jit_step()
-            updates, logits = jit_step(x, labels)
-            variables = jit_step.variables
+            updates, values, logits = jit_step(x, labels, iteration)
+            variables, assigned = jit_step.variables, jit_step.assigned
         else:
-            pairs, logits = self._step_pairs(x, labels)
+            pairs, assigns, logits = self._step_pairs(x, labels, iteration)
             updates, variables = [u for u, _ in pairs], [v for _, v in pairs]
-        # Every update first, then any assignment: the rules read error synapses (`F`, `S`)
-        # that the same step also updates, and a read must see the value before the step.
-        # (Without this, nothing orders a read that only feeds another unit's update before
-        # that synapse's own assignment.)
-        with tf.control_dependencies(updates):
+            values, assigned = [a for a, _ in assigns], [v for _, v in assigns]
+        # Every update and assigned value first, then any write: the rules read error
+        # synapses (`F`, `S`) and forward weights that the same step also changes, and a read
+        # must see the value before the step. (Without this, nothing orders a read that only
+        # feeds another unit's update before that variable's own assignment.)
+        with tf.control_dependencies(updates + values):
             updates = [tf.identity(u) for u in updates]
+            values = [tf.identity(a) for a in values]
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         if replicas > 1:
             # The optimiser sums across replicas; the updates are per-replica batch means.
             updates = [u / replicas for u in updates]
+        if values:
+            # Identical on every replica (deterministic noise): assigned locally.
+            distribute.assign_replicated(assigned, values)
         self.optimizer.apply(updates, variables)
         return self._update_metrics(y, labels, logits)
 
-    def _step_pairs(self, x, labels):
-        out, logits = self._per_replica_updates(x, labels)
+    def _step_pairs(self, x, labels, iteration):
+        out, assigns, logits = self._per_replica_updates(x, labels, iteration)
         if self.rule.uses_backprop:
             out = list(zip(out, self.trainable_variables))
-        return out, logits
+        return out, assigns, logits
 
     def _jit_step(self):
         """The per-replica maths as its own XLA program (tensors in, tensors out)."""

@@ -11,6 +11,18 @@ def isolate(x, local):
     return tf.stop_gradient(x) if local else x
 
 
+def trace_unit(unit, z_in, residual=None, training=None):
+    """Run one unit and keep what the rules read: a `UnitTrace`."""
+    h, linear, shortcut_linear = unit.pre_activation_parts(
+        z_in, residual=residual, training=training
+    )
+    projected = getattr(unit, "shortcut", None) == "projection"
+    return UnitTrace(
+        unit=unit, inputs=z_in, pre=h, outputs=unit.activation(h), linear=linear,
+        residual=residual if projected else None, shortcut_linear=shortcut_linear,
+    )
+
+
 class AlignedBlock(keras.layers.Layer):
     """Base class of blocks. A block owns its units (`unit_layers`), output unit last.
 
@@ -59,16 +71,18 @@ class UnitStack(AlignedBlock):
     def trace(self, inputs, training=None, local=False):
         z, units = inputs, []
         for unit in self.unit_layers:
-            z_in = isolate(z, local)
-            h = unit.pre_activation(z_in, training=training)
-            z = unit.activation(h)
-            units.append(UnitTrace(unit=unit, inputs=z_in, pre=h, outputs=z))
+            units.append(trace_unit(unit, isolate(z, local), training=training))
+            z = units[-1].outputs
         return BlockTrace(block=self, inputs=inputs, units=units)
 
-    def input_displacement(self, block_trace, signals):
-        """The first unit's feedback carries its signal to the block input."""
+    def input_displacement(self, block_trace, signals, through=False):
+        """The first unit's feedback carries its signal to the block input (`through`: after
+        the unit's own normalisation, ALGORITHM.md 3.5a)."""
         first = self.unit_layers[0]
-        return first.feedback_input(signals[0]), [(first.feedback, first.kernel)]
+        e = signals[0]
+        if through:
+            e = first.norm_transpose(e, block_trace.units[0])
+        return first.feedback_input(e), [(first.feedback, first.kernel)]
 
     def get_config(self):
         config = super().get_config()

@@ -14,8 +14,8 @@ import tensorflow as tf
 from rlra_tf.layers import AlignedDense
 from rlra_tf.layers._unit import check_positive_int
 from rlra_tf.layers.aligned_conv2d import AlignedConv2D
-from rlra_tf.models.blocks import AlignedBlock, isolate
-from rlra_tf.rules.trace import BlockTrace, UnitTrace
+from rlra_tf.models.blocks import AlignedBlock, isolate, trace_unit
+from rlra_tf.rules.trace import BlockTrace
 
 KINDS = ("basic", "bottleneck")
 SHORTCUTS = ("identity", "projection")
@@ -177,19 +177,27 @@ class ResidualBlock(AlignedBlock):
         last = len(self.unit_layers) - 1
         for i, unit in enumerate(self.unit_layers):
             z_in = x if i == 0 else isolate(z, local)
-            h = unit.pre_activation(
-                z_in, residual=x if i == last else None, training=training
+            units.append(
+                trace_unit(unit, z_in, residual=x if i == last else None, training=training)
             )
-            z = unit.activation(h)
-            units.append(UnitTrace(unit=unit, inputs=z_in, pre=h, outputs=z))
+            z = units[-1].outputs
         return BlockTrace(block=self, inputs=inputs, units=units)
 
-    def input_displacement(self, block_trace, signals):
-        """First unit's `conv2d_transpose(e_1, F_1)` plus the shortcut path (see the class)."""
+    def input_displacement(self, block_trace, signals, through=False):
+        """First unit's `conv2d_transpose(e_1, F_1)` plus the shortcut path (see the class).
+
+        With `through`, each error first goes back through the BatchNorm it left by: the first
+        unit's, and the projection's on the shortcut (an identity shortcut has none).
+        """
         first, out = self.unit_layers[0], self.unit_layers[-1]
+        first_trace, out_trace = block_trace.units[0], block_trace.units[-1]
+        e_first, e_out = signals[0], signals[-1]
+        if through:
+            e_first = first.norm_transpose(e_first, first_trace)
+            e_out = out.shortcut_norm_transpose(e_out, out_trace)
         shape = tf.shape(block_trace.inputs)
-        d = first.feedback_input(signals[0], input_shape=shape)
-        d = d + out.shortcut_feedback_input(signals[-1], input_shape=shape)
+        d = first.feedback_input(e_first, input_shape=shape)
+        d = d + out.shortcut_feedback_input(e_out, input_shape=shape)
         return d, [(first.feedback, first.kernel)] + out.shortcut_feedback_pairs
 
     def get_config(self):
@@ -304,10 +312,8 @@ class ResNetStem(AlignedBlock):
 
     def trace(self, inputs, training=None, local=False):
         unit = self.unit_layers[0]
-        z_in = isolate(inputs, local)
-        h = unit.pre_activation(z_in, training=training)
-        z = unit.activation(h)
-        units = [UnitTrace(unit=unit, inputs=z_in, pre=h, outputs=z)]
+        units = [trace_unit(unit, isolate(inputs, local), training=training)]
+        z = units[0].outputs
         if self.pool_size is None:
             return BlockTrace(block=self, inputs=inputs, units=units)
         ksize, strides = self._pool_args()
@@ -327,9 +333,10 @@ class ResNetStem(AlignedBlock):
             padding="SAME",
         )
 
-    def input_displacement(self, block_trace, signals):
+    def input_displacement(self, block_trace, signals, through=False):
         unit = self.unit_layers[0]
-        d = unit.feedback_input(signals[0], input_shape=tf.shape(block_trace.inputs))
+        e = unit.norm_transpose(signals[0], block_trace.units[0]) if through else signals[0]
+        d = unit.feedback_input(e, input_shape=tf.shape(block_trace.inputs))
         return d, [(unit.feedback, unit.kernel)]
 
     def get_config(self):
@@ -411,14 +418,10 @@ class PooledHead(AlignedBlock):
     def trace(self, inputs, training=None, local=False):
         unit = self.unit_layers[0]
         pooled = tf.reduce_mean(inputs, axis=(1, 2))  # (batch, channels)
-        z_in = isolate(pooled, local)
-        h = unit.pre_activation(z_in, training=training)
-        z = unit.activation(h)
-        return BlockTrace(
-            block=self, inputs=inputs, units=[UnitTrace(unit=unit, inputs=z_in, pre=h, outputs=z)]
-        )
+        units = [trace_unit(unit, isolate(pooled, local), training=training)]
+        return BlockTrace(block=self, inputs=inputs, units=units)
 
-    def input_displacement(self, block_trace, signals):
+    def input_displacement(self, block_trace, signals, through=False):
         unit = self.unit_layers[0]
         d = unit.feedback_input(signals[0])  # (batch, channels)
         if self.spatial_feedback == "mean":

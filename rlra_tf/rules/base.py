@@ -32,7 +32,7 @@ class Signals:
 
 def propagate(
     trace, output_err, signal_fn: Callable, use_skip: Callable,
-    after_block: Optional[Callable] = None,
+    after_block: Optional[Callable] = None, through: bool = False,
 ) -> Signals:
     """Walk the blocks from the head down and form every unit's signal.
 
@@ -48,6 +48,8 @@ def propagate(
             computed only after those tensors (control dependencies), so a step holds one
             block's error temporaries at a time beyond the forward trace, whose tensors are
             freed block by block from the top, as in backprop (ALGORITHM.md, issue 3 item 4).
+        through: carry every signal back through the normalisation of the unit it leaves
+            before an adjacent synapse takes it down (ALGORITHM.md 3.5a, `norm_feedback`).
 
     A displacement is only computed where it is used, so with skip synapses the blocks are
     independent of each other (in a traced graph, nothing links them but `e_L` and, with
@@ -64,7 +66,7 @@ def propagate(
         with tf.control_dependencies(done) if done else contextlib.nullcontext():
             per_block[b] = _block_signals(
                 blocks, b, per_block, output_err, signal_fn, use_skip, offsets,
-                feedback_used, skip_used,
+                feedback_used, skip_used, through,
             )
         if after_block is not None:
             done = after_block(b, per_block[b])
@@ -73,7 +75,7 @@ def propagate(
 
 
 def _block_signals(blocks, b, per_block, output_err, signal_fn, use_skip, offsets,
-                   feedback_used, skip_used):
+                   feedback_used, skip_used, through):
     """The signals of block `b`'s units, output unit first, from the block above."""
     bt = blocks[b]
     sig: List[tf.Tensor] = [None] * len(bt.units)
@@ -84,7 +86,7 @@ def _block_signals(blocks, b, per_block, output_err, signal_fn, use_skip, offset
             skip_used.append(offsets[b] + i)
         elif i == len(bt.units) - 1:
             above = blocks[b + 1]
-            d, used = above.block.input_displacement(above, per_block[b + 1])
+            d, used = above.block.input_displacement(above, per_block[b + 1], through=through)
             feedback_used.extend(used)
             # A block with a non-parameterised op after its output unit (the ImageNet
             # stem's max-pool) carries the displacement back through that op.
@@ -93,7 +95,10 @@ def _block_signals(blocks, b, per_block, output_err, signal_fn, use_skip, offset
                 d = to_unit(bt, d)
         else:
             nxt = bt.units[i + 1].unit
-            d = nxt.feedback_input(sig[i + 1])
+            e = sig[i + 1]
+            if through:
+                e = nxt.norm_transpose(e, bt.units[i + 1])
+            d = nxt.feedback_input(e)
             feedback_used.append((nxt.feedback, nxt.kernel))
         sig[i] = signal_fn(ut, d)  # d broadcasts against ut.pre
     return sig
@@ -114,6 +119,86 @@ def block_updates(trace, local_gradients, grads):
         return [u for u, _ in block_grads.values()]
 
     return after_block
+
+
+# Noise examples per mirror estimate when `mirror_batch` is not given (ALGORITHM.md 3.7):
+# dense units take rows of their input width, conv units whole noise images.
+MIRROR_BATCH = {"dense": 256, "conv": 8}
+_MIRROR_SEED = 0x5EED  # keeps the mirror's noise streams apart from the input noise's
+
+
+def rademacher(shape, seed):
+    """Zero-mean, unit-variance noise: random signs +-1 (float32) from a stateless seed.
+
+    Signs rather than Gaussian draws: TensorFlow's stateless normal (and uniform float)
+    kernels give other numbers under XLA than without it when the seed is a run-time tensor,
+    while the raw Philox bits agree, so signs are the same with and without `jit_compile` and
+    on every device. For the mirror they are also the better noise: `transpose(x) @ x / m` has
+    an exact unit diagonal.
+    """
+    bits = tf.random.stateless_uniform(
+        shape, seed, minval=None, maxval=None, dtype=tf.int32, alg="philox"
+    )
+    return tf.cast(tf.bitwise.bitwise_and(bits, 1), tf.float32) * 2.0 - 1.0
+
+
+def mirror_assignments(trace, step, rate, batch=None, every=1, seed=0):
+    """The weight-mirror update of every adjacent error synapse (ALGORITHM.md 3.7).
+
+    For each synapse `F` of each unit in `trace` (the projections' too): noise `x` shaped like the
+    unit's input (random signs, `rademacher`), `C = corr(x, A(x; W))` (`unit.mirror_synapses`), and
+    the new value `(1 - rate) * F + rate * C`. The noise is stateless, seeded by `(seed, synapse
+    index)` and `step`, so every replica computes the same values and the synapses stay identical
+    across replicas without communication. With `every > 1` the estimate is formed only at steps
+    that divide by `every`; at the others the value is `F` unchanged.
+
+    Returns `(new value, feedback variable)` pairs: assignments, not optimiser updates.
+    """
+    synapses = [s for ut in trace.units for s in ut.unit.mirror_synapses(ut)]
+    if not synapses:
+        return []
+    step = tf.cast(step, tf.int64)
+
+    def estimate():
+        values = []
+        for k, (feedback, shape, estimate_fn) in enumerate(synapses):
+            rank = len(shape) if isinstance(shape, tuple) else int(shape.shape[0])
+            m = batch or MIRROR_BATCH["dense" if rank == 1 else "conv"]
+            noise_seed = tf.stack([tf.constant(_MIRROR_SEED * 1_000_003 + 1009 * seed + k,
+                                               tf.int64), step])
+            noise_shape = tf.concat([[m], tf.cast(shape, tf.int32)], axis=0)
+            noise = rademacher(noise_shape, noise_seed)
+            f = tf.convert_to_tensor(feedback)
+            c = tf.cast(estimate_fn(noise), f.dtype)
+            values.append((1.0 - rate) * f + rate * c)
+        return values
+
+    if every == 1:
+        values = estimate()
+    else:
+        values = tf.cond(
+            tf.equal(step % every, 0),
+            estimate,
+            lambda: [tf.identity(tf.convert_to_tensor(f)) for f, _, _ in synapses],
+        )
+    return [(v, f) for v, (f, _, _) in zip(values, synapses)]
+
+
+def check_mirror_options(rate, batch, every):
+    """Validates `mirror_rate` (in [0, 1]), `mirror_batch` (`None` or > 0), `mirror_every`."""
+    rate = check_nonnegative("mirror_rate", rate)
+    if rate > 1.0:
+        raise ValueError(f"Expected mirror_rate in [0, 1], received: mirror_rate={rate!r}")
+    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
+        raise ValueError(
+            "Expected a positive integer or None (256 noise rows for dense units, 8 noise "
+            f"images for conv units) for mirror_batch, received: mirror_batch={batch!r}"
+        )
+    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        raise ValueError(
+            f"Expected a positive integer for mirror_every, received: mirror_every={every!r}"
+        )
+    return rate, batch, every
 
 
 def clip_by_norm(update, clip_norm):
@@ -147,6 +232,15 @@ class Rule(abc.ABC):
                 unit's own parameters, its input held constant. It may be called several
                 times, for disjoint sets of units (block by block: `block_updates`).
         """
+
+    def synapse_assignments(self, trace, step, seed=0):
+        """`(new value, variable)` pairs the model assigns after the step's updates.
+
+        For error-synapse rules that are assignments rather than optimiser updates (the
+        mirror, ALGORITHM.md 3.7). `step` is the optimiser's step counter (it seeds the noise)
+        and `seed` the model's. Default: none.
+        """
+        return []
 
     def get_config(self):
         return {}

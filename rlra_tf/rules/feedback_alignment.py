@@ -2,14 +2,31 @@
 
 import tensorflow as tf
 
-from rlra_tf.rules.base import Rule, block_updates, output_error, propagate
+from rlra_tf.rules.base import (
+    Rule,
+    block_updates,
+    check_choice,
+    check_mirror_options,
+    mirror_assignments,
+    output_error,
+    propagate,
+)
 
 
 class FA(Rule):
-    """Feedback alignment (Lillicrap et al., 2016).
+    """Feedback alignment (Lillicrap et al., 2016), and the weight mirror on top of it.
 
     `delta_u = (F_{u+1} applied to delta_{u+1}) * phi'(h_u)`, `dW_u` from `delta_u` and the
-    unit's own input; the feedback synapses stay fixed.
+    unit's own input. By default the feedback synapses stay fixed and a signal leaving a unit
+    goes back through that unit's own BatchNorm first, as in FA implementations that
+    differentiate through normalisation (BioTorch); `norm_feedback="skip"` applies `F` to the
+    signal as it is. With `synapse_update="mirror"` the synapses align to the forward weights
+    by the local weight mirror (ALGORITHM.md 3.7): that is the rule `WM`.
+
+    Args:
+        synapse_update: `"fixed"` (FA) or `"mirror"` (weight mirror).
+        norm_feedback: `"through"` or `"skip"` (see above).
+        mirror_rate, mirror_batch, mirror_every: the mirror's settings, as for `RecLRA`.
 
     Example:
         >>> model.compile(optimizer="adam", rule="fa")
@@ -17,6 +34,37 @@ class FA(Rule):
 
     name = "fa"
     direct = False
+    defaults = dict(synapse_update="fixed", norm_feedback="through")
+
+    def __init__(self, synapse_update=None, norm_feedback=None, mirror_rate=0.1,
+                 mirror_batch=None, mirror_every=1):
+        self.synapse_update = check_choice(
+            "synapse_update", synapse_update or self.defaults["synapse_update"],
+            {"fixed", "mirror"},
+        )
+        self.norm_feedback = check_choice(
+            "norm_feedback", norm_feedback or self.defaults["norm_feedback"],
+            {"through", "skip"},
+        )
+        self.mirror_rate, self.mirror_batch, self.mirror_every = check_mirror_options(
+            mirror_rate, mirror_batch, mirror_every
+        )
+
+    def get_config(self):
+        return {
+            "synapse_update": self.synapse_update,
+            "norm_feedback": self.norm_feedback,
+            "mirror_rate": self.mirror_rate,
+            "mirror_batch": self.mirror_batch,
+            "mirror_every": self.mirror_every,
+        }
+
+    def synapse_assignments(self, trace, step, seed=0):
+        if self.synapse_update != "mirror" or self.mirror_rate == 0.0:
+            return []
+        return mirror_assignments(
+            trace, step, self.mirror_rate, self.mirror_batch, self.mirror_every, seed
+        )
 
     def signals(self, trace, labels, after_block=None):
         """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""
@@ -28,7 +76,10 @@ class FA(Rule):
         def use_skip(b, i, bt):
             return self.direct
 
-        return e_out, propagate(trace, e_out, delta, use_skip, after_block)
+        return e_out, propagate(
+            trace, e_out, delta, use_skip, after_block,
+            through=self.norm_feedback == "through",
+        )
 
     def updates(self, trace, labels, local_gradients):
         grads = {}
@@ -36,11 +87,30 @@ class FA(Rule):
         return list(grads.values())
 
 
+class WM(FA):
+    """Weight mirror (Akrout, Wilson, Humphreys, Lillicrap & Tweed, NeurIPS 2019).
+
+    Feedback alignment whose synapses `F` align to the forward weights by the local mirror
+    rule (noise into each unit, `F <- (1 - lambda) F + lambda C`, ALGORITHM.md 3.7), with the
+    signals carried back through each unit's own BatchNorm: the strongest published peer of
+    rec-LRA that transports no weights. `WM()` is `FA(synapse_update="mirror",
+    norm_feedback="through")`.
+
+    Args: as `FA`, with `synapse_update="mirror"` by default.
+
+    Example:
+        >>> model.compile(optimizer="adam", rule="wm")
+    """
+
+    name = "wm"
+    defaults = dict(synapse_update="mirror", norm_feedback="through")
+
+
 class DFA(FA):
     """Direct feedback alignment (Nokland, 2016).
 
     Every hidden unit gets `delta_u = (S_u applied to e_L) * phi'(h_u)` through its own skip
-    synapse; the synapses stay fixed.
+    synapse; the synapses stay fixed. It takes no parameters.
 
     Example:
         >>> model.compile(optimizer="adam", rule="dfa")
@@ -48,6 +118,12 @@ class DFA(FA):
 
     name = "dfa"
     direct = True
+
+    def __init__(self):
+        super().__init__()
+
+    def get_config(self):
+        return {}
 
 
 class BP(Rule):

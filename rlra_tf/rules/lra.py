@@ -1,4 +1,4 @@
-"""LRA-E and recursive LRA (ALGORITHM.md section 3)."""
+"""LRA-E and recursive LRA (ALGORITHM.md section 3, revision 2)."""
 
 import tensorflow as tf
 
@@ -6,41 +6,70 @@ from rlra_tf.rules.base import (
     Rule,
     block_updates,
     check_choice,
+    check_mirror_options,
     check_nonnegative,
     clip_by_norm,
+    mirror_assignments,
     output_error,
     propagate,
 )
 
+ERROR_SCALES = {"beta", "raw"}
+NORM_FEEDBACK = {"through", "skip"}
+SYNAPSE_UPDATES = {"mirror", "lra", "fixed"}
+
 
 class RecLRA(Rule):
-    """Recursive local representation alignment (rec-LRA).
+    """Recursive local representation alignment (rec-LRA), revision 2 of ALGORITHM.md.
 
-    Every block's output unit gets a target from the output error through its skip synapse
-    (`feedback="skip"`), so the blocks are independent; inside a block, plain LRA runs from the
-    block's target down to its first unit through the adjacent synapses `F`. Each unit's
-    weights move by the outer product of its own input and its own error; no derivative flows
-    between units and no activation derivative is taken.
+    Every unit gets a target `t = phi(h - beta * d)` from a displacement `d` that error
+    synapses carry to it, and its weights move by the outer product of its own input and its
+    own error unit `err(z, t)`; no derivative flows between units and no activation derivative
+    is taken. The defaults are the ones that train ResNets (ALGORITHM.md section 7): targets
+    passed down through the adjacent synapses `F` (in a residual block, the shortcut plus the
+    first unit's synapse), errors carried back through the unit's own BatchNorm before they
+    leave it, error units scaled by `1 / beta`, and `F` aligned to `W` by the local weight
+    mirror. The first reconstruction (block outputs from the output error through fixed skip
+    synapses, raw errors, nothing through BatchNorm, `dF = gamma * dW`) is
+    `RecLRA(feedback="skip", error_scale="raw", norm_feedback="skip", synapse_update="lra")`.
 
     Args:
         beta: how far a target is displaced from the current activity, `t = phi(h - beta*d)`.
-        gamma: scale of the adjacent error-synapse update `dF = gamma * dW`.
-        feedback: `"skip"` (block outputs from `e_L`, rec-LRA) or `"adjacent"` (from the block
-            above, LRA-E).
+        gamma: scale of the synapse updates of `synapse_update="lra"` (`dF = gamma * dW`) and
+            of Hebbian skip synapses.
+        feedback: `"adjacent"` (block outputs from the block above through `F`) or `"skip"`
+            (block outputs from the output error through the skip synapses `S`, so blocks are
+            independent).
         alpha: error unit `alpha * (z - t) + (1 - alpha) * sign(z - t)`; 1.0 is `z - t`.
         clip_norm: per-tensor norm clipping of every update, or `None`.
         skip_update: `"fixed"` (skip synapses never change) or `"hebbian"`
             (`dS = gamma * transpose(e_L) @ e_o / n`).
         input_noise: standard deviation of Gaussian noise added to the inputs in training.
+        error_scale: `"beta"` (`err = (z - t) / beta`, so the signal keeps its scale along a
+            chain of units) or `"raw"` (`z - t`, LRA-E as published).
+        norm_feedback: `"through"` (an error leaves its unit through `F` after the transpose
+            of the unit's own BatchNorm, ALGORITHM.md 3.5a) or `"skip"` (as it is).
+        synapse_update: how the adjacent synapses `F` (and the projections') learn:
+            `"mirror"` (every step, `F <- (1 - mirror_rate) F + mirror_rate C` with `C` the
+            correlation of noise with the unit's linear response, an assignment outside the
+            optimiser), `"lra"` (`dF = gamma * dW` through the optimiser) or `"fixed"`.
+        mirror_rate: `lambda` of the mirror, in [0, 1].
+        mirror_batch: noise examples per estimate; `None`: 256 rows for dense units, 8 images
+            for conv units.
+        mirror_every: run the mirror every this many steps (1: every step).
 
     Example:
         >>> model.compile(optimizer="adam", rule=RecLRA(beta=0.1), metrics=["accuracy"])
 
-    Reference: Ororbia, Mali, Kifer & Giles, arXiv 2002.03911 (2020) and 2206.01820 (2023).
+    Reference: Ororbia, Mali, Kifer & Giles, arXiv 2002.03911 (2020) and 2206.01820 (2023);
+    the mirror: Akrout, Wilson, Humphreys, Lillicrap & Tweed, NeurIPS 2019.
     """
 
     name = "rec_lra"
-    default_feedback = "skip"
+    defaults = dict(
+        feedback="adjacent", error_scale="beta", norm_feedback="through",
+        synapse_update="mirror",
+    )
 
     def __init__(
         self,
@@ -51,12 +80,17 @@ class RecLRA(Rule):
         clip_norm=None,
         skip_update="fixed",
         input_noise=0.0,
+        error_scale=None,
+        norm_feedback=None,
+        synapse_update=None,
+        mirror_rate=0.1,
+        mirror_batch=None,
+        mirror_every=1,
     ):
+        d = self.defaults
         self.beta = check_nonnegative("beta", beta)
         self.gamma = check_nonnegative("gamma", gamma)
-        self.feedback = check_choice(
-            "feedback", feedback or self.default_feedback, {"skip", "adjacent"}
-        )
+        self.feedback = check_choice("feedback", feedback or d["feedback"], {"skip", "adjacent"})
         self.alpha = check_nonnegative("alpha", alpha)
         if self.alpha > 1.0:
             raise ValueError(f"Expected alpha in [0, 1], received: alpha={alpha!r}")
@@ -67,13 +101,32 @@ class RecLRA(Rule):
             )
         self.skip_update = check_choice("skip_update", skip_update, {"fixed", "hebbian"})
         self.input_noise = check_nonnegative("input_noise", input_noise)
+        self.error_scale = check_choice(
+            "error_scale", error_scale or d["error_scale"], ERROR_SCALES
+        )
+        if self.error_scale == "beta" and self.beta == 0.0:
+            raise ValueError(
+                "error_scale='beta' divides the error units by beta, so beta must be positive "
+                "(or use error_scale='raw'), received: beta=0.0"
+            )
+        self.norm_feedback = check_choice(
+            "norm_feedback", norm_feedback or d["norm_feedback"], NORM_FEEDBACK
+        )
+        self.synapse_update = check_choice(
+            "synapse_update", synapse_update or d["synapse_update"], SYNAPSE_UPDATES
+        )
+        self.mirror_rate, self.mirror_batch, self.mirror_every = check_mirror_options(
+            mirror_rate, mirror_batch, mirror_every
+        )
 
     def error_unit(self, z, t):
-        """`err(z, t)` of section 3.3."""
+        """`err(z, t)` of section 3.3 (divided by `beta` with `error_scale="beta"`)."""
         diff = z - t
-        if self.alpha == 1.0:
-            return diff
-        return self.alpha * diff + (1.0 - self.alpha) * tf.sign(diff)
+        if self.alpha != 1.0:
+            diff = self.alpha * diff + (1.0 - self.alpha) * tf.sign(diff)
+        if self.error_scale == "beta":
+            diff = diff / self.beta
+        return diff
 
     def use_skip(self, b, i, block_trace):
         """Whether unit `i` of block `b` takes its displacement from `e_L` (skip synapse)."""
@@ -91,7 +144,10 @@ class RecLRA(Rule):
             target = ut.unit.activation(h - self.beta * d)
             return self.error_unit(z, target)
 
-        return e_out, propagate(trace, e_out, target_error, self.use_skip, after_block)
+        return e_out, propagate(
+            trace, e_out, target_error, self.use_skip, after_block,
+            through=self.norm_feedback == "through",
+        )
 
     def updates(self, trace, labels, local_gradients):
         grads, hebbian = {}, []
@@ -114,11 +170,19 @@ class RecLRA(Rule):
 
         _, sig = self.signals(trace, labels, after_block)
         pairs = list(grads.values())
-        if self.gamma > 0.0:
+        if self.gamma > 0.0 and self.synapse_update == "lra":
             for feedback, kernel in sig.feedback_used:
                 pairs.append((self.gamma * grads[id(kernel)][0], feedback))
+        if self.gamma > 0.0:
             pairs += hebbian
         return [(clip_by_norm(u, self.clip_norm), v) for u, v in pairs]
+
+    def synapse_assignments(self, trace, step, seed=0):
+        if self.synapse_update != "mirror" or self.mirror_rate == 0.0:
+            return []
+        return mirror_assignments(
+            trace, step, self.mirror_rate, self.mirror_batch, self.mirror_every, seed
+        )
 
     def get_config(self):
         return {
@@ -129,22 +193,33 @@ class RecLRA(Rule):
             "clip_norm": self.clip_norm,
             "skip_update": self.skip_update,
             "input_noise": self.input_noise,
+            "error_scale": self.error_scale,
+            "norm_feedback": self.norm_feedback,
+            "synapse_update": self.synapse_update,
+            "mirror_rate": self.mirror_rate,
+            "mirror_batch": self.mirror_batch,
+            "mirror_every": self.mirror_every,
         }
 
 
 class LRA(RecLRA):
-    """LRA-E (Ororbia & Mali, AAAI 2019): `RecLRA` with adjacent feedback everywhere.
+    """LRA-E (Ororbia & Mali, AAAI 2019) as published: `RecLRA` with adjacent feedback.
 
     Each unit's target comes from the error of the unit above through that unit's `F`, so the
-    chain of targets runs the whole depth of the network. With only `beta` and `gamma` set, this
-    is exactly ALGORITHM.md section 3 with blocks of one unit: no clipping, no input noise,
-    plain `z - t` errors.
+    chain of targets runs the whole depth of the network. Its defaults are the published rule:
+    raw errors `z - t`, nothing carried through BatchNorm, `dF = gamma * dW` (which, under SGD
+    and Adam alike, gives `F` the same step as `W`, so `F - W` never changes: ALGORITHM.md
+    3.7). With only `beta` and `gamma` set this is exactly ALGORITHM.md section 3 with blocks
+    of one unit: no clipping, no input noise.
 
-    Args: as `RecLRA`; `feedback` defaults to `"adjacent"`.
+    Args: as `RecLRA`; defaults `feedback="adjacent"`, `error_scale="raw"`,
+    `norm_feedback="skip"`, `synapse_update="lra"`.
 
     Example:
         >>> model.compile(optimizer="adam", rule=LRA(beta=0.1, gamma=1.0))
     """
 
     name = "lra"
-    default_feedback = "adjacent"
+    defaults = dict(
+        feedback="adjacent", error_scale="raw", norm_feedback="skip", synapse_update="lra",
+    )

@@ -13,12 +13,22 @@ class UnitTrace:
         inputs: `z_{u-1}` as the unit saw it.
         pre: the pre-activation `h_u` (normalisation and residual input included).
         outputs: the activity `z_u = phi_u(h_u)`.
+        linear: the linear response `A_u(z_{u-1})` (bias included) before the unit's own
+            normalisation, when it has one (`None` otherwise): what carrying an error back
+            through that normalisation needs (ALGORITHM.md 3.5a).
+        residual: the block input a projection shortcut inside the unit projects (`None`
+            without a projection).
+        shortcut_linear: the projection's linear response before its normalisation, when it
+            has one.
     """
 
     unit: Any
     inputs: Any
     pre: Any
     outputs: Any
+    linear: Any = None
+    residual: Any = None
+    shortcut_linear: Any = None
 
 
 @dataclasses.dataclass

@@ -206,3 +206,46 @@ def test_projection_needs_residual_shape_at_build():
     unit = AlignedConv2D(4, 3, shortcut="projection")
     with pytest.raises(ValueError, match="residual_shape"):
         unit.build((None, 4, 4, 2))
+
+
+def test_norm_transpose_matches_the_batch_norm_formula():
+    """ALGORITHM.md 3.5a: `(gamma / sigma_B) (e - mean(e) - xhat mean(e xhat))` per channel,
+    for the unit's BatchNorm and for its projection's."""
+    from rlra_tf.models.blocks import trace_unit
+
+    rng = np.random.default_rng(11)
+    z = rng.normal(size=(4, 3, 3, 3)) + 0.5  # the unit's input
+    r = rng.normal(size=(4, 6, 6, 2))  # the block input, projected with strides 2
+    unit = AlignedConv2D(3, 3, norm="batch", shortcut="projection", shortcut_strides=2)
+    unit.build(z.shape, residual_shape=r.shape)
+    kernel, skernel = rng.normal(size=unit.kernel.shape), rng.normal(size=(1, 1, 2, 3))
+    gamma, sgamma = 1.0 + 0.3 * rng.normal(size=3), 1.0 + 0.3 * rng.normal(size=3)
+    unit.kernel.assign(kernel.astype("float32"))
+    unit.shortcut_kernel.assign(skernel.astype("float32"))
+    unit.norm_layer.gamma.assign(gamma.astype("float32"))
+    unit.shortcut_norm.gamma.assign(sgamma.astype("float32"))
+    unit.norm_layer.beta.assign(rng.normal(size=3).astype("float32"))
+    ut = trace_unit(unit, tf.constant(z, tf.float32), residual=tf.constant(r, tf.float32),
+                    training=True)
+    e = rng.normal(size=ut.pre.shape)
+    _, xhat, _, var = np_batch_norm(np_conv(z, kernel, 1, "same"), gamma, 0.0)
+    got = unit.norm_transpose(tf.constant(e, tf.float32), ut).numpy()
+    np.testing.assert_allclose(got, np_batch_norm_backward(e, xhat, var, gamma), atol=1e-5)
+    _, sxhat, _, svar = np_batch_norm(np_conv(r, skernel, 2, "same"), sgamma, 0.0)
+    got = unit.shortcut_norm_transpose(tf.constant(e, tf.float32), ut).numpy()
+    np.testing.assert_allclose(got, np_batch_norm_backward(e, sxhat, svar, sgamma), atol=1e-5)
+    # It is the transpose of the normalisation's Jacobian: <e, J v> = <J^T e, v>.
+    v = rng.normal(size=e.shape)
+    lin = tf.constant(np.asarray(ut.linear), tf.float32)
+    with tf.autodiff.ForwardAccumulator(lin, tf.constant(v, tf.float32)) as acc:
+        out = unit.norm_layer(lin, training=True)
+    jv = acc.jvp(out).numpy()
+    np.testing.assert_allclose((e * jv).sum(), (unit.norm_transpose(
+        tf.constant(e, tf.float32), ut).numpy() * v).sum(), rtol=1e-4)
+    # A unit without BatchNorm passes the error on as it is.
+    plain = AlignedConv2D(3, 3)
+    plain.build(z.shape)
+    pt = trace_unit(plain, tf.constant(z, tf.float32))
+    assert pt.linear is None
+    np.testing.assert_array_equal(plain.norm_transpose(tf.constant(e, tf.float32), pt), e
+                                  .astype("float32"))

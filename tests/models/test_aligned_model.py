@@ -58,9 +58,11 @@ def test_feedback_weights_are_non_trainable_and_counted_apart():
     assert not any(w is f for w in model.trainable_weights for f in model.feedback_weights)
 
 
-def test_rec_lra_leaves_fixed_synapses_and_lra_moves_feedback():
+def test_which_rules_move_the_error_synapses():
     x, y = blobs(n=32)
-    for rule, moves in [("rec_lra", False), ("lra", True), ("fa", False)]:
+    for rule, moves in [("rec_lra", True), ("lra", True), ("fa", False), ("wm", True),
+                        ("dfa", False), (rules.RecLRA(synapse_update="fixed"), False),
+                        (rules.RecLRA(mirror_rate=0.0), False)]:
         model = small_model()
         before = [w.numpy().copy() for w in model.feedback_weights]
         model.compile(optimizer="sgd", rule=rule, jit_compile=False)
@@ -68,6 +70,11 @@ def test_rec_lra_leaves_fixed_synapses_and_lra_moves_feedback():
         after = [w.numpy() for w in model.feedback_weights]
         changed = [not np.array_equal(a, b) for a, b in zip(before, after)]
         assert any(changed) == moves, rule
+        skips = [w for w in model.feedback_weights if "skip" in w.path]
+        assert skips and all(  # skip synapses stay fixed by default
+            np.array_equal(w.numpy(), b) for w, b in zip(model.feedback_weights, before)
+            if "skip" in w.path
+        ), rule
 
 
 def test_save_load_round_trip_and_continued_training(tmp_path):
@@ -111,7 +118,7 @@ def train_three_steps(rule, jit_compile, strategy=None):
     return [w.numpy() for w in model.weights]
 
 
-@pytest.mark.parametrize("rule", ["rec_lra", "bp", "lra"])
+@pytest.mark.parametrize("rule", ["rec_lra", "bp", "lra", "wm"])
 def test_mirrored_strategy_equals_one_device(rule, mirrored_strategy):
     single = train_three_steps(rule, False)
     start = [w.copy() for w in single]

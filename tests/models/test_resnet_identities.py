@@ -19,6 +19,8 @@ from rlra_tf import rules
 from rlra_tf.models import resnet
 
 K = 3  # classes
+# rec-LRA's first reconstruction (skip synapses, raw errors, nothing through BatchNorm).
+FIRST = dict(feedback="skip", error_scale="raw", norm_feedback="skip", synapse_update="lra")
 
 
 def tiny(stem="cifar", norm=None, seed=0):
@@ -85,7 +87,7 @@ def test_rec_lra_last_block_follows_backprop_when_its_synapses_are_backprops(nor
     # Backprop's error at the last block output: e_L @ transpose(W_head) / (H * W).
     last.unit_layers[-1].skip_feedback.assign(tf.transpose(head.kernel) / positions)
     beta = 1e-2
-    model.compile(optimizer="sgd", rule=rules.RecLRA(beta=beta, gamma=0.0))
+    model.compile(optimizer="sgd", rule=rules.RecLRA(beta=beta, gamma=0.0, **FIRST))
     got = {id(v): u for u, v in model.local_updates(x, y)}
     want = bp_gradients(model, x, y)
     output_unit = last.unit_layers[-1]
@@ -112,7 +114,8 @@ def test_rec_lra_with_zero_beta_trains_the_head_alone_as_softmax_regression():
     head = model.blocks[-1].unit_layers[0]
     w, b = head.kernel.numpy().astype("float64"), head.bias.numpy().astype("float64")
     before = {v.path: v.numpy().copy() for v in model.trainable_variables}
-    model.compile(optimizer=keras.optimizers.SGD(lr), rule=rules.RecLRA(beta=0.0, gamma=0.0))
+    model.compile(optimizer=keras.optimizers.SGD(lr),
+                  rule=rules.RecLRA(beta=0.0, gamma=0.0, **FIRST))
     pairs = model.local_updates(x, y)
     for update, var in pairs:
         if var is not head.kernel and var is not head.bias:
@@ -130,3 +133,62 @@ def test_rec_lra_with_zero_beta_trains_the_head_alone_as_softmax_regression():
     for v in model.trainable_variables:
         if v is not head.kernel and v is not head.bias:
             np.testing.assert_array_equal(v.numpy(), before[v.path], err_msg=v.path)
+
+
+def cosine_and_ratio(update, grad):
+    a, b = np.ravel(update).astype("float64"), np.ravel(grad).astype("float64")
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    return a @ b / (na * nb), na / nb
+
+
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+def test_rec_lra_with_exact_synapses_through_batch_norm_is_backprop(stem):
+    """The identity that pins revision 2 (ALGORITHM.md 3, "facts worth knowing").
+
+    A tiny ResNet with BatchNorm in training mode in every unit and a strided projection
+    shortcut (with its own BatchNorm); every error synapse set to its forward kernel; errors
+    scaled by 1/beta with beta = 1e-3 and carried through each unit's BatchNorm: every
+    parameter's rec-LRA update points where backprop's gradient does (cosine >= 0.999) with
+    the same length (ratio 0.97-1.03). ReLU makes `(z - t) / beta` a finite difference of
+    `phi' * d`, exact except where `h` is within `beta * d` of zero.
+    """
+    model = tiny(stem, norm="batch", seed=3)
+    tie_feedback(model)
+    assert any(u.shortcut == "projection" for u in model.unit_layers[1:-1])
+    x, y = data(stem, n=8)
+    rule = rules.RecLRA(beta=1e-3, error_scale="beta", norm_feedback="through",
+                        synapse_update="fixed")
+    model.compile(optimizer="sgd", rule=rule)
+    want = bp_gradients(model, x, y)
+    pairs = model.local_updates(x, y)
+    assert {id(v) for _, v in pairs} == set(want)  # every forward parameter, BN's included
+    for update, var in pairs:
+        cos, ratio = cosine_and_ratio(update, want[id(var)])
+        assert cos >= 0.999, (var.path, cos)
+        assert 0.97 <= ratio <= 1.03, (var.path, ratio)
+    # Without the path through BatchNorm the same exact synapses do not give backprop's
+    # direction for the units below the head's block (ALGORITHM.md 3.5a).
+    model.compile(optimizer="sgd", rule=rules.RecLRA(beta=1e-3, norm_feedback="skip",
+                                                     synapse_update="fixed"))
+    skipped = {id(v): u for u, v in model.local_updates(x, y)}
+    stem_kernel = model.unit_layers[0].kernel
+    assert cosine_and_ratio(skipped[id(stem_kernel)], want[id(stem_kernel)])[0] < 0.99
+
+
+@pytest.mark.parametrize("stem", ["cifar", "imagenet"])
+def test_fa_with_exact_synapses_through_batch_norm_is_backprop(stem):
+    """FA's default carries signals through each unit's BatchNorm: with F = W it is backprop
+    on a ResNet with BatchNorm too (the version without BatchNorm is tested above)."""
+    model = tiny(stem, norm="batch", seed=4)
+    stem_unit = model.blocks[0].unit_layers[0]
+    stem_unit.norm_layer.beta.assign(tf.fill(stem_unit.norm_layer.beta.shape, 3.0))
+    tie_feedback(model)
+    x, y = data(stem, n=8)
+    model.compile(optimizer="sgd", rule="fa")
+    want = bp_gradients(model, x, y)
+    pairs = model.local_updates(x, y)
+    assert {id(v) for _, v in pairs} == set(want)
+    for update, var in pairs:
+        scale = max(1e-3, float(np.abs(want[id(var)]).max()))
+        np.testing.assert_allclose(update, want[id(var)], rtol=1e-3, atol=1e-4 * scale,
+                                   err_msg=var.path)

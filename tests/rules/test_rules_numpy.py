@@ -14,6 +14,8 @@ from rlra_tf.models import mlp
 
 N, IN, HIDDEN, K = 6, 4, (5, 3), 3
 TOL = 1e-5
+# rec-LRA's first reconstruction (ALGORITHM.md before revision 2), reachable by options.
+FIRST = dict(feedback="skip", error_scale="raw", norm_feedback="skip", synapse_update="lra")
 
 
 def tanh_prime(h):
@@ -75,8 +77,13 @@ def np_error(z, t, alpha):
     return alpha * (z - t) + (1 - alpha) * np.sign(z - t)
 
 
-def np_lra(params, x, y, beta, gamma, block_size=None, alpha=1.0, clip=None, hebbian=False):
-    """Section 3; `block_size=None` is LRA-E (adjacent everywhere), else rec-LRA's blocks."""
+def np_lra(params, x, y, beta, gamma, block_size=None, alpha=1.0, clip=None, hebbian=False,
+           scale=False, synapse_update="lra"):
+    """Section 3; `block_size=None` is LRA-E (adjacent everywhere), else rec-LRA's blocks.
+
+    `scale`: error units divided by beta (3.3); `synapse_update="lra"` adds `dF = gamma dW`
+    for the synapses that carried an error, anything else adds no F update.
+    """
     zs, hs = np_forward(params, x)
     n, L = x.shape[0], len(params)
     y1 = np.eye(K)[y]
@@ -100,12 +107,12 @@ def np_lra(params, x, y, beta, gamma, block_size=None, alpha=1.0, clip=None, heb
             d = errors[u + 1] @ params[u + 1]["F"].T
             used_f.append(u + 1)
         t = np.tanh(hs[u] - beta * d)
-        errors[u] = np_error(zs[u + 1], t, alpha)
+        errors[u] = np_error(zs[u + 1], t, alpha) / (beta if scale else 1.0)
     ups = {}
     for u in range(L):
         ups[("W", u)] = zs[u].T @ errors[u] / n
         ups[("b", u)] = errors[u].mean(axis=0)
-    for u in used_f:
+    for u in used_f if synapse_update == "lra" else []:
         ups[("F", u)] = gamma * ups[("W", u)]
     if hebbian:
         for u in skip_used:
@@ -176,15 +183,39 @@ def test_lra_name_defaults_are_plain_lra_e(net):
 def test_rec_lra_matches_numpy(net, block_size):
     model, params, x, y = net
     model = regroup(model, block_size)
-    got = model_updates(model, rules.RecLRA(beta=0.2, gamma=0.5), x, y)
+    got = model_updates(model, rules.RecLRA(beta=0.2, gamma=0.5, **FIRST), x, y)
     assert_same(got, np_lra(params, x, y, 0.2, 0.5, block_size=block_size))
+
+
+@pytest.mark.parametrize("block_size", [1, 2])
+def test_rec_lra_defaults_match_numpy(net, block_size):
+    """Revision 2: adjacent feedback at every block, errors divided by beta, no F update
+    through the optimiser (the mirror assigns F outside it; a Dense unit has no
+    normalisation to carry errors through)."""
+    model, params, x, y = net
+    model = regroup(model, block_size)
+    got = model_updates(model, rules.RecLRA(beta=0.2, gamma=0.5), x, y)
+    assert_same(got, np_lra(params, x, y, 0.2, 0.5, scale=True, synapse_update="mirror"))
+    got = model_updates(model, "rec_lra", x, y)
+    assert_same(got, np_lra(params, x, y, 0.1, 1.0, scale=True, synapse_update="mirror"))
+
+
+def test_rec_lra_beta_scaled_errors_with_lra_synapses_match_numpy(net):
+    model, params, x, y = net
+    rule = rules.RecLRA(beta=0.3, gamma=0.7, alpha=0.6, synapse_update="lra")
+    got = model_updates(model, rule, x, y)
+    assert_same(got, np_lra(params, x, y, 0.3, 0.7, alpha=0.6, scale=True))
+    rule = rules.RecLRA(beta=0.3, synapse_update="fixed")
+    got = model_updates(model, rule, x, y)
+    assert_same(got, np_lra(params, x, y, 0.3, 1.0, scale=True, synapse_update="fixed"))
 
 
 def test_rec_lra_variants_match_numpy(net):
     """Sign-mixed error units, norm clipping and Hebbian skip synapses together."""
     model, params, x, y = net
     model = regroup(model, 2)
-    rule = rules.RecLRA(beta=0.3, gamma=0.7, alpha=0.6, clip_norm=0.05, skip_update="hebbian")
+    rule = rules.RecLRA(beta=0.3, gamma=0.7, alpha=0.6, clip_norm=0.05, skip_update="hebbian",
+                        **FIRST)
     got = model_updates(model, rule, x, y)
     want = np_lra(params, x, y, 0.3, 0.7, block_size=2, alpha=0.6, clip=0.05, hebbian=True)
     assert ("S", 1) in want and ("F", 1) in want
@@ -200,9 +231,12 @@ def test_lra_alpha_and_clip_match_numpy(net):
     assert_same(got, np_lra(params, x, y, 0.1, 1.0, alpha=0.3, clip=0.1))
 
 
-def test_fa_matches_numpy(net):
+@pytest.mark.parametrize("rule", ["fa", rules.FA(norm_feedback="skip"), "wm"])
+def test_fa_matches_numpy(net, rule):
+    """FA, with either norm_feedback (a Dense unit has no normalisation) and as the weight
+    mirror (whose F changes by assignment, not through the optimiser): the same updates."""
     model, params, x, y = net
-    assert_same(model_updates(model, "fa", x, y), np_fa(params, x, y))
+    assert_same(model_updates(model, rule, x, y), np_fa(params, x, y))
 
 
 def test_dfa_matches_numpy(net):
@@ -265,6 +299,17 @@ def test_input_noise_perturbs_training_inputs_only(net):
         (lambda: rules.RecLRA(alpha=1.5), "alpha=1.5"),
         (lambda: rules.RecLRA(clip_norm=0), "clip_norm=0"),
         (lambda: rules.RecLRA(skip_update="sometimes"), "skip_update='sometimes'"),
+        (lambda: rules.RecLRA(error_scale="gamma"), "error_scale='gamma'"),
+        (lambda: rules.RecLRA(beta=0.0), "beta=0.0"),
+        (lambda: rules.RecLRA(norm_feedback="around"), "norm_feedback='around'"),
+        (lambda: rules.RecLRA(synapse_update="kolen"), "synapse_update='kolen'"),
+        (lambda: rules.RecLRA(mirror_rate=1.5), "mirror_rate=1.5"),
+        (lambda: rules.RecLRA(mirror_rate=-0.1), "mirror_rate=-0.1"),
+        (lambda: rules.RecLRA(mirror_batch=0), "mirror_batch=0"),
+        (lambda: rules.RecLRA(mirror_batch=2.5), "mirror_batch=2.5"),
+        (lambda: rules.RecLRA(mirror_every=0), "mirror_every=0"),
+        (lambda: rules.FA(synapse_update="lra"), "synapse_update='lra'"),
+        (lambda: rules.WM(norm_feedback="sideways"), "norm_feedback='sideways'"),
         (lambda: rules.get("backprop"), "'backprop'"),
     ],
 )
@@ -274,8 +319,24 @@ def test_bad_rule_arguments_are_reported(make, message):
 
 
 def test_rule_names_and_round_trip():
-    assert rules.NAMES == ("rec_lra", "lra", "fa", "dfa", "bp")
-    rule = rules.RecLRA(beta=0.3, clip_norm=2.0, skip_update="hebbian")
+    assert rules.NAMES == ("rec_lra", "lra", "fa", "wm", "dfa", "bp")
+    rule = rules.RecLRA(beta=0.3, clip_norm=2.0, skip_update="hebbian", mirror_every=4)
     again = rules.get(rules.serialize(rule))
     assert type(again) is rules.RecLRA and again.get_config() == rule.get_config()
-    assert rules.get("lra").feedback == "adjacent" and rules.get("rec_lra").feedback == "skip"
+    wm = rules.get(rules.serialize(rules.WM(mirror_rate=0.2)))
+    assert type(wm) is rules.WM and wm.mirror_rate == 0.2
+
+
+def test_rule_defaults():
+    """rec_lra: revision 2; lra: LRA-E as published; fa: fixed F; wm: FA + mirror + through."""
+    rec = rules.get("rec_lra")
+    assert (rec.feedback, rec.error_scale, rec.norm_feedback, rec.synapse_update) == (
+        "adjacent", "beta", "through", "mirror")
+    assert (rec.mirror_rate, rec.mirror_batch, rec.mirror_every) == (0.1, None, 1)
+    lra = rules.get("lra")
+    assert (lra.feedback, lra.error_scale, lra.norm_feedback, lra.synapse_update) == (
+        "adjacent", "raw", "skip", "lra")
+    fa, wm = rules.get("fa"), rules.get("wm")
+    assert (fa.synapse_update, fa.norm_feedback) == ("fixed", "through")
+    assert (wm.synapse_update, wm.norm_feedback) == ("mirror", "through")
+    assert rules.get("dfa").get_config() == {}
