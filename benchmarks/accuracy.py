@@ -7,8 +7,9 @@ what is measured is what the trainer gives a user. A callback evaluates the full
 test split after every epoch, outside the timed part: `epoch_seconds` is the trainer's own
 timer (training steps plus its validation pass), and the test pass is timed separately.
 
-Variants (`--variants`): `bp`, `fa`, `dfa`, `lra`, `rec_lra` (the preset: beta 0.1, blocks of
-three units) and `rec_lra_b1` (rec-LRA with blocks of one unit). Runs go seed by seed, every
+Variants (`--variants`): `bp`, `fa`, `dfa`, `lra`, `wm` (weight mirror), `rec_lra` (the preset:
+beta 0.1, the revision-2 defaults) and `rec_lra_first` (the first reconstruction: skip
+synapses from the output error to each block of three units, raw errors, `dF = gamma dW`). Runs go seed by seed, every
 variant within a seed, in one process, one after the other; the JSON is rewritten after every
 run (a killed benchmark keeps what it finished, and a rerun with the same settings skips the
 runs already in the JSON).
@@ -41,8 +42,11 @@ VARIANTS = {
     "fa": ("fa", {"rule": "fa"}),
     "dfa": ("dfa", {"rule": "dfa"}),
     "lra": ("lra (LRA-E, beta 0.1)", {"rule": "lra", "beta": 0.1, "gamma": 1.0}),
-    "rec_lra": ("rec_lra (preset: beta 0.1, blocks of 3)", {}),
-    "rec_lra_b1": ("rec_lra, blocks of 1", {"block_size": 1}),
+    "wm": ("wm (weight mirror)", {"rule": "wm"}),
+    "rec_lra": ("rec_lra (preset: beta 0.1, revision-2 defaults)", {}),
+    "rec_lra_first": ("rec_lra, first reconstruction (skip synapses, blocks of 3)",
+                      {"feedback": "skip", "error_scale": "raw", "norm_feedback": "skip",
+                       "synapse_update": "lra"}),
 }
 DEFAULT_VARIANTS = tuple(VARIANTS)
 

@@ -42,8 +42,15 @@ import time
 
 from absl import app, flags
 
-RULES = ("bp", "fa", "dfa", "lra", "rec_lra")
-MODES = ("forward",) + RULES
+RULES = ("bp", "fa", "dfa", "lra", "wm", "rec_lra")
+# rec_lra with one mirror setting changed (`--rules` takes these names too): the mirror every
+# 4 steps, and no mirror at all (fixed synapses), whose difference to `rec_lra` is the
+# mirror's share of the step.
+VARIANT_MODES = {
+    "rec_lra_every4": {"mirror_every": 4},
+    "rec_lra_nomirror": {"synapse_update": "fixed"},
+}
+MODES = ("forward",) + RULES + tuple(VARIANT_MODES)
 MODELS = {
     # name: (preset, stem, input shape, classes)
     "resnet18": ("resnet18", "cifar", (32, 32, 3), 10),
@@ -116,6 +123,7 @@ def run_worker(spec):
     import keras
     import tensorflow as tf
 
+    from rlra_tf import rules
     from rlra_tf.models import resnet
     from rlra_tf.models.resnet import parameter_counts
 
@@ -126,7 +134,8 @@ def run_worker(spec):
     model = resnet(preset, input_shape=shape, num_classes=classes, stem=stem)
     model.compile(
         optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
-        rule="bp" if mode == "forward" else mode,
+        rule=("bp" if mode == "forward" else rules.RecLRA(**VARIANT_MODES[mode])
+              if mode in VARIANT_MODES else mode),
         jit_compile=jit == "on",
     )
     x = tf.random.uniform((batch,) + shape, seed=1)
@@ -223,7 +232,7 @@ def measure_group(configs, batches, repeats, steps):
                 )
             w = Worker(model, mode, jit, batches[model])
             w.ready = w.receive()  # warm up before the next worker starts: one heavy process
-            print(f"  ready {model:9} {mode:8} jit={jit:3} first step "
+            print(f"  ready {model:9} {mode:16} jit={jit:3} first step "
                   f"{w.ready['first_step_seconds']:6.1f} s", flush=True)
             workers.append(w)
         for r in range(repeats):
@@ -251,6 +260,8 @@ def measure_group(configs, batches, repeats, steps):
                 "median_step_seconds": statistics.median(w.wall),
                 "min_step_seconds": min(w.wall),
                 "median_cpu_seconds": statistics.median(w.cpu),
+                "mean_step_seconds": statistics.mean(w.wall),
+                "mean_cpu_seconds": statistics.mean(w.cpu),
                 "images_per_second": w.batch / statistics.median(w.wall),
                 "step_seconds": w.wall,
                 "cpu_seconds": w.cpu,
@@ -271,13 +282,22 @@ def measure_group(configs, batches, repeats, steps):
 
 
 def add_ratios(rows):
-    """`rec_lra/bp` (wall and CPU) and `step/forward` for every row, within model and jit."""
+    """`rec_lra/bp` (wall and CPU) and `step/forward` for every row, within model and jit;
+    for `rec_lra`, the mirror's share of its CPU time (against `rec_lra_nomirror`)."""
     index = {(r["model"], r["jit_compile"], r["rule"]): r for r in rows}
     for r in rows:
+        if r["rule"] == "rec_lra":
+            off = index.get((r["model"], r["jit_compile"], "rec_lra_nomirror"))
+            r["mirror_share_of_cpu"] = (
+                1.0 - off["mean_cpu_seconds"] / r["mean_cpu_seconds"] if off else None
+            )
         bp = index.get((r["model"], r["jit_compile"], "bp"))
         fwd = index.get((r["model"], r["jit_compile"], "forward"))
         r["ratio_to_bp"] = r["median_step_seconds"] / bp["median_step_seconds"] if bp else None
         r["cpu_ratio_to_bp"] = r["median_cpu_seconds"] / bp["median_cpu_seconds"] if bp else None
+        # Means too: with `mirror_every` > 1 the steps differ, and a round of a multiple of
+        # that many steps (`--steps`) is needed for a fair mean.
+        r["mean_cpu_ratio_to_bp"] = r["mean_cpu_seconds"] / bp["mean_cpu_seconds"] if bp else None
         r["step_over_forward"] = (
             r["median_step_seconds"] / fwd["median_step_seconds"] if fwd else None
         )
@@ -348,15 +368,18 @@ def plot(rows, path):
 
 
 def print_table(rows):
-    print(f"\n{'model':9} {'jit':3} {'rule':8} {'step s':>7} {'min s':>6} {'cpu s':>6} "
-          f"{'x bp':>5} {'cpu x bp':>8} {'/fwd':>5} {'peak MiB':>8} {'step MiB':>8}")
+    print(f"\n{'model':9} {'jit':3} {'rule':16} {'step s':>7} {'min s':>6} {'cpu s':>6} "
+          f"{'x bp':>5} {'cpu x bp':>8} {'mean cpu x bp':>13} {'/fwd':>5} {'peak MiB':>8} "
+          f"{'step MiB':>8}")
     for r in rows:
         def f(v, fmt):
             return format(v, fmt) if v is not None else "-"
-        print(f"{r['model']:9} {'on' if r['jit_compile'] else 'off':3} {r['rule']:8} "
+        print(f"{r['model']:9} {'on' if r['jit_compile'] else 'off':3} {r['rule']:16} "
               f"{r['median_step_seconds']:7.2f} {r['min_step_seconds']:6.2f} "
               f"{r['median_cpu_seconds']:6.2f} {f(r['ratio_to_bp'], '5.2f'):>5} "
-              f"{f(r['cpu_ratio_to_bp'], '8.2f'):>8} {f(r['step_over_forward'], '5.2f'):>5} "
+              f"{f(r['cpu_ratio_to_bp'], '8.2f'):>8} "
+              f"{f(r.get('mean_cpu_ratio_to_bp'), '13.2f'):>13} "
+              f"{f(r['step_over_forward'], '5.2f'):>5} "
               f"{r['peak_rss_mb']:8.0f} {f(r['step_peak_rss_mb'], '8.0f'):>8}")
 
 
@@ -378,14 +401,14 @@ def main(argv):
         if j not in ("off", "on"):
             raise ValueError(f"Expected jit settings 'off' or 'on', received: {j!r}")
     for r in _RULES.value:
-        if r not in RULES:
-            raise ValueError(f"Expected rules among {RULES}, received: {r!r}")
+        if r not in MODES[1:]:
+            raise ValueError(f"Expected rules among {MODES[1:]}, received: {r!r}")
     out = _OUT.value or (
         "benchmarks/results/step_time_quick.json" if _QUICK.value
         else "benchmarks/results/step_time.json"
     )
     batches = {"resnet18": _RESNET18_BATCH.value, "resnet50": _RESNET50_BATCH.value}
-    modes = ["forward"] + [r for r in RULES if r in _RULES.value]
+    modes = ["forward"] + [r for r in MODES[1:] if r in _RULES.value]
     load_before = os.getloadavg()
     start = time.time()
     rows = []

@@ -9,8 +9,13 @@ runs when no preset is named, so its values are the trainer's defaults.
 import dataclasses
 from typing import Optional, Tuple
 
-# Fields that only the LRA family of rules takes (`rlra_tf.rules.RecLRA` / `LRA`).
-RULE_PARAMS = ("beta", "gamma", "feedback", "alpha", "clip_norm", "skip_update", "input_noise")
+# Fields that are parameters of a rule (`rlra_tf.rules.RecLRA`/`LRA` take them all; `FA`/`WM`
+# take the synapse and mirror ones; `DFA` and `BP` none).
+RULE_PARAMS = (
+    "beta", "gamma", "feedback", "alpha", "clip_norm", "skip_update", "input_noise",
+    "error_scale", "norm_feedback", "synapse_update", "mirror_rate", "mirror_batch",
+    "mirror_every",
+)
 
 DEFAULT_PRESET = "fmnist_mlp"
 
@@ -31,8 +36,11 @@ class Config:
         num_classes, image_shape: what the model expects, if fixed; `None` takes the
             dataset's. A mismatch with the dataset is an error.
         rule: a name in `rlra_tf.rules.NAMES`.
-        beta, gamma, feedback, alpha, clip_norm, skip_update, input_noise: the rule's
-            parameters (`rec_lra` and `lra` only); `None` keeps the rule's default.
+        beta, gamma, feedback, alpha, clip_norm, skip_update, input_noise, error_scale,
+            norm_feedback, synapse_update, mirror_rate, mirror_batch, mirror_every: the rule's
+            parameters (`rec_lra` and `lra` take them all; `fa` and `wm` take
+            `norm_feedback`, `synapse_update` and the mirror's; see `rlra_tf.rules`); `None`
+            keeps the rule's default.
         label_smoothing: of the cross-entropy (and so of the output error).
         optimizer: `"sgd"` (with `momentum`), `"adam"` or `"adamw"`.
         learning_rate, momentum, weight_decay: the optimiser's (decay is decoupled and skips
@@ -71,6 +79,12 @@ class Config:
     clip_norm: Optional[float] = None
     skip_update: Optional[str] = None
     input_noise: Optional[float] = None
+    error_scale: Optional[str] = None
+    norm_feedback: Optional[str] = None
+    synapse_update: Optional[str] = None
+    mirror_rate: Optional[float] = None
+    mirror_batch: Optional[int] = None
+    mirror_every: Optional[int] = None
     label_smoothing: float = 0.0
     optimizer: str = "adam"
     learning_rate: float = 1e-3

@@ -44,14 +44,28 @@ _NUM_CLASSES = flags.DEFINE_integer(
 _IMAGE_SHAPE = flags.DEFINE_list(
     "image_shape", None, "Input shape the model must have, e.g. 28,28,1 (checked likewise)."
 )
-_RULE = flags.DEFINE_string("rule", None, "rec_lra, lra, fa, dfa or bp.")
+_RULE = flags.DEFINE_string("rule", None, "rec_lra, lra, fa, wm, dfa or bp.")
 _BETA = flags.DEFINE_float("beta", None, "LRA target displacement.")
 _GAMMA = flags.DEFINE_float("gamma", None, "LRA error-synapse update scale.")
-_FEEDBACK = flags.DEFINE_string("feedback", None, "LRA block feedback: skip or adjacent.")
+_FEEDBACK = flags.DEFINE_string("feedback", None, "LRA block feedback: adjacent or skip.")
 _ALPHA = flags.DEFINE_float("alpha", None, "LRA error unit mix of z - t and its sign (1: z - t).")
 _CLIP_NORM = flags.DEFINE_float("clip_norm", None, "Per-tensor update norm clipping.")
 _SKIP_UPDATE = flags.DEFINE_string("skip_update", None, "Skip synapses: fixed or hebbian.")
 _INPUT_NOISE = flags.DEFINE_float("input_noise", None, "Std of Gaussian input noise in training.")
+_ERROR_SCALE = flags.DEFINE_string(
+    "error_scale", None, "LRA error units: beta ((z - t) / beta) or raw (z - t)."
+)
+_NORM_FEEDBACK = flags.DEFINE_string(
+    "norm_feedback", None, "Errors leave a unit through its BatchNorm: through or skip."
+)
+_SYNAPSE_UPDATE = flags.DEFINE_string(
+    "synapse_update", None, "Error synapses F: mirror, lra (dF = gamma dW) or fixed."
+)
+_MIRROR_RATE = flags.DEFINE_float("mirror_rate", None, "Mirror: F <- (1 - rate) F + rate C.")
+_MIRROR_BATCH = flags.DEFINE_integer(
+    "mirror_batch", None, "Mirror noise examples per estimate (default: 256 dense, 8 conv)."
+)
+_MIRROR_EVERY = flags.DEFINE_integer("mirror_every", None, "Run the mirror every N steps.")
 _LABEL_SMOOTHING = flags.DEFINE_float("label_smoothing", None, "Label smoothing.")
 _OPTIMIZER = flags.DEFINE_string("optimizer", None, "sgd (with --momentum), adam or adamw.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", None, "Peak learning rate.")

@@ -121,16 +121,21 @@ def build_model(config, ds_info):
 
 
 def make_rule(config):
-    """The rule object: `rec_lra`/`lra` take `config.rule_params()`, the others take none."""
+    """The rule object from `config.rule` and the rule parameters that are set.
+
+    Each rule takes the parameters of its `get_config()` (`rec_lra`/`lra`: all of them;
+    `fa`/`wm`: the synapse and mirror ones; `dfa`/`bp`: none); any other is refused.
+    """
     params = config.rule_params()
-    if config.rule in ("rec_lra", "lra"):
-        return rules.get({"name": config.rule, "config": params})
-    if params:
+    taken = set(rules.get(config.rule).get_config())
+    extra = {k: v for k, v in params.items() if k not in taken}
+    if extra:
+        allowed = ", ".join(sorted(taken)) if taken else "no parameters"
         raise ValueError(
-            f"Rule {config.rule!r} takes no parameters (only 'rec_lra' and 'lra' do), received: "
-            + ", ".join(f"{k}={v!r}" for k, v in params.items())
+            f"Rule {config.rule!r} takes {allowed}; received: "
+            + ", ".join(f"{k}={v!r}" for k, v in extra.items())
         )
-    return rules.get(config.rule)
+    return rules.get({"name": config.rule, "config": params})
 
 
 def make_optimizer(config, steps_per_epoch):
