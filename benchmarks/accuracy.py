@@ -9,12 +9,12 @@ timer (training steps plus its validation pass), and the test pass is timed sepa
 
 Variants (`--variants`): `bp`, `fa`, `dfa`, `lra`, `wm` (weight mirror), `rec_lra` (the preset:
 beta 0.1, the revision-2 defaults) and `rec_lra_first` (the first reconstruction: skip
-synapses from the output error to each block of three units, raw errors, `dF = gamma dW`). Runs go seed by seed, every
-variant within a seed, in one process, one after the other; the JSON is rewritten after every
-run (a killed benchmark keeps what it finished, and a rerun with the same settings skips the
-runs already in the JSON).
+synapses from the output error to each block of three units, raw errors, `dF = gamma dW`).
+Runs go seed by seed, every variant within a seed, in one process, one after the other; the
+JSON is rewritten after every run (a killed benchmark keeps what it finished, and a rerun
+with the same settings skips the runs already in the JSON).
 
-    python -m benchmarks.accuracy --seeds=0,1,2          # 18 runs, about 1-1.5 h on 2 cores
+    python -m benchmarks.accuracy --seeds=0,1,2          # 21 runs, about 1-1.5 h on 2 cores
     python -m benchmarks.accuracy --seeds=0 --epochs=2   # a quick look, ~5 minutes
     python -m benchmarks.accuracy --sweep                # the settings-tried sweep (seed 0)
 

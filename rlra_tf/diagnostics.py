@@ -90,11 +90,11 @@ def probe(model, x, y):
         `UNIT_METRICS` (`bias_angle` only for units with a bias; `feedback_angle` only where `F` has
         the kernel's shape; `shortcut_feedback_angle` only for units with a projection). The error
         signal is the rule's own: `e_u` for LRA and rec-LRA, `delta_u` for FA and DFA, `n * dL/dh_u`
-        for backprop (all equal `softmax - y` at the head). Both forward passes run in training mode; every non-trainable variable they
-        may move (BatchNorm moving statistics) is put back afterwards. Only each unit's main
-        `kernel` (and `bias`) is compared; other parameters of a unit (BatchNorm, projection
-        shortcut) are not. With `input_noise > 0` the rule's update sees noisy inputs and
-        backprop's gradient the clean ones.
+        for backprop (all equal `softmax - y` at the head). Both forward passes run in training
+        mode; every non-trainable variable they may move (BatchNorm moving statistics) is put back
+        afterwards. Only each unit's main `kernel` (and `bias`) is compared; other parameters of a
+        unit (BatchNorm, projection shortcut) are not. With `input_noise > 0` the rule's update sees
+        noisy inputs and backprop's gradient the clean ones.
     """
     x = tf.convert_to_tensor(x)
     state = _state_to_restore(model)
