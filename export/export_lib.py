@@ -14,7 +14,7 @@ ONNX checker, compares every artefact with Keras on random and (when a dataset i
 real test images at two batch sizes, writes `export_report.json` and raises `ExportError` (with
 an exit code) when anything is wrong.
 
-This module is the orchestration layer of `export/`; imports run one way, from here down:
+This module is the orchestration layer of `export/`; imports run one way, down this list:
 
     cli                                   the flags and main of the three binaries
     export_lib, output                    orchestration: export_model, the output location

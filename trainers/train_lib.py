@@ -20,14 +20,14 @@ Work directory (the chief's; other workers of a multi-worker run write theirs un
 `checkpoints/`, `tensorboard/`, `backup/` (only while a run is unfinished).
 
 This module holds the run itself; the steps it takes live beside it, each module importing only
-those below it:
+those listed below it (and none of them this one):
 
-    builders.py          models, rules and optimisers by name
     config_checks.py     `validate` and `check_dataset` (step 1, nothing read or written)
+    builders.py          models, rules and optimisers by name
     input_pipeline.py    the data: per-epoch order, label guard, preflight
-    workdirs.py          the work directory: file names, JSON files, new/resume/complete
     fault_tolerance.py   `StepBackup` (backup and resume) and `NonFiniteGuard`
     run_logs.py          epoch timing, TensorBoard (with its fallback), history, strict JSON
+    workdirs.py          the work directory: file names, JSON files, new/resume/complete
     errors.py            `TrainerError`, `NonFiniteLossError`
 
 Their public names are re-exported here (`train_lib.validate`, `train_lib.make_rule`,
