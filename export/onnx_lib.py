@@ -1,4 +1,10 @@
-"""Converting a `ServingModule` to ONNX with tf2onnx, and checking the result against Keras."""
+"""Converting a `ServingModule` to ONNX with tf2onnx, and checking the result against Keras.
+
+The ONNX format layer of `export/`: it imports the shared layer (`common`, `verification`) and
+is called by `export_lib.export_model`. It owns the conversion, the graph's naming (a `batch`
+dimension, initializers named after the Keras weights), the metadata, the ONNX checker, and the
+comparison of onnxruntime's outputs with Keras'.
+"""
 
 import json
 import logging
@@ -10,8 +16,16 @@ import onnx
 import onnxruntime
 from onnx import numpy_helper
 
-from export import export_lib
-from export.export_lib import EXIT_CONVERSION, ExportError
+import rlra_tf
+from export.common import (
+    EXIT_CONVERSION,
+    EXIT_VERIFY,
+    INPUT_NAME,
+    OUTPUT_NAMES,
+    ExportError,
+    check_opset,
+)
+from export.verification import feedback_matches, verify
 
 BATCH_DIM = "batch"
 
@@ -21,7 +35,7 @@ def convert(module, opset):
     import tf2onnx
 
     logging.getLogger("tf2onnx").setLevel(logging.WARNING)
-    export_lib.check_opset(opset)
+    check_opset(opset)
     try:
         proto, _ = tf2onnx.convert.from_function(
             module.serve, input_signature=module.serve.input_signature, opset=opset
@@ -82,13 +96,13 @@ def add_metadata(proto, module, source):
         "class_names": json.dumps(list(module.class_names)),
         "num_classes": str(len(module.class_names)),
         "input_convention": module.input_convention,
-        "input_name": export_lib.INPUT_NAME,
+        "input_name": INPUT_NAME,
         "input_dtype": "uint8" if module.raw_uint8_input else "float32",
         "input_shape": json.dumps([BATCH_DIM] + list(module.image_shape)),
         "input_layout": "NHWC" if len(module.image_shape) == 3 else "NC",
-        "output_names": json.dumps(list(export_lib.OUTPUT_NAMES)),
+        "output_names": json.dumps(list(OUTPUT_NAMES)),
         "source_model": source,
-        "exported_by": f"rlra_tf {export_lib.rlra_tf.__version__} export",
+        "exported_by": f"rlra_tf {rlra_tf.__version__} export",
     }
     del proto.metadata_props[:]
     for key, value in props.items():
@@ -136,19 +150,19 @@ def export_and_verify(module, model, path, opset, cases, references, tolerance, 
     try:
         onnx.checker.check_model(path, full_check=True)
     except onnx.checker.ValidationError as e:
-        raise ExportError(f"The ONNX checker rejects {path}: {e}", export_lib.EXIT_VERIFY) from e
+        raise ExportError(f"The ONNX checker rejects {path}: {e}", EXIT_VERIFY) from e
     loaded = onnx.load(path)
     sess = session(path)
     output_names = [o.name for o in sess.get_outputs()]
 
     def run(images):
-        return dict(zip(output_names, sess.run(None, {export_lib.INPUT_NAME: images})))
+        return dict(zip(output_names, sess.run(None, {INPUT_NAME: images})))
 
-    result = export_lib._verify(run, cases, references, tolerance)
+    result = verify(run, cases, references, tolerance)
     arrays = initializer_arrays(loaded)
     feedback_paths = {w.path for w in model.feedback_weights}
     found = [n for n in arrays if n in feedback_paths]
-    found += export_lib.feedback_matches(model, arrays)
+    found += feedback_matches(model, arrays)
     verify_seconds = time.perf_counter() - t0
     return {
         "path": os.path.abspath(path),

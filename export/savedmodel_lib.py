@@ -1,4 +1,10 @@
-"""Writing a `ServingModule` as a SavedModel, and checking the result against Keras."""
+"""Writing a `ServingModule` as a SavedModel, and checking the result against Keras.
+
+The SavedModel format layer of `export/`: it imports the shared layer (`common`,
+`verification`) and is called by `export_lib.export_model`. It owns the saving (one signature,
+`serving_default`), the reading back of the stored variables, and the comparison of the
+reloaded signature's outputs with Keras'.
+"""
 
 import os
 import time
@@ -6,8 +12,8 @@ import time
 import numpy as np
 import tensorflow as tf
 
-from export import export_lib
-from export.export_lib import EXIT_CONVERSION, ExportError
+from export.common import EXIT_CONVERSION, INPUT_NAME, ExportError, path_bytes, timed
+from export.verification import feedback_matches, run_forward, verify
 
 
 def save(module, path):
@@ -33,13 +39,11 @@ def checkpoint_arrays(path):
 
 def export_and_verify(module, model, path, cases, references, tolerance):
     """Saves, reloads and compares with Keras; returns the report entry of the SavedModel."""
-    _, export_seconds = export_lib.timed(save, module, path)
+    _, export_seconds = timed(save, module, path)
     t0 = time.perf_counter()
     loaded = tf.saved_model.load(path)
     serve = loaded.signatures["serving_default"]
-    result = export_lib._verify(
-        lambda x: export_lib.run_forward(serve, x), cases, references, tolerance
-    )
+    result = verify(lambda x: run_forward(serve, x), cases, references, tolerance)
     variables = [
         {"name": v.name.split(":")[0], "shape": list(v.shape), "dtype": v.dtype.name}
         for v in loaded.forward_variables
@@ -48,14 +52,14 @@ def export_and_verify(module, model, path, cases, references, tolerance):
     found = [v["name"] for v in variables if v["name"] in feedback_paths
              or any(v["name"].endswith("/" + p) for p in feedback_paths)]
     arrays = checkpoint_arrays(path)
-    found += export_lib.feedback_matches(model, arrays)
-    input_spec = serve.structured_input_signature[1][export_lib.INPUT_NAME]
+    found += feedback_matches(model, arrays)
+    input_spec = serve.structured_input_signature[1][INPUT_NAME]
     verify_seconds = time.perf_counter() - t0
     return {
         "path": os.path.abspath(path),
-        "bytes": export_lib.path_bytes(path),
+        "bytes": path_bytes(path),
         "signature": "serving_default",
-        "input": {"name": export_lib.INPUT_NAME, "dtype": input_spec.dtype.name,
+        "input": {"name": INPUT_NAME, "dtype": input_spec.dtype.name,
                   "shape": [d if d is not None else -1 for d in input_spec.shape.as_list()]},
         "variables": variables,
         "num_variables": len(arrays),

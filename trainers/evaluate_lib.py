@@ -8,9 +8,8 @@ import tensorflow as tf
 
 import rlra_tf  # noqa: F401  (registers the layers, models and schedules for loading)
 from rlra_tf import data
-from trainers import train_lib
-
-TrainerError = train_lib.TrainerError
+from trainers.errors import TrainerError
+from trainers.workdirs import CONFIG_FILE, MODEL_FILE, read_json
 
 
 def resolve(path, dataset=None, data_dir=None, manual_dir=None):
@@ -21,13 +20,13 @@ def resolve(path, dataset=None, data_dir=None, manual_dir=None):
     """
     path = os.fspath(path)
     if tf.io.gfile.isdir(path):
-        config_path = os.path.join(path, train_lib.CONFIG_FILE)
+        config_path = os.path.join(path, CONFIG_FILE)
         if tf.io.gfile.exists(config_path):
-            config = train_lib._read_json(config_path)
+            config = read_json(config_path)
             dataset = dataset or config.get("dataset")
             data_dir = data_dir or config.get("data_dir")
             manual_dir = manual_dir or config.get("manual_dir")
-        path = os.path.join(path, train_lib.MODEL_FILE)
+        path = os.path.join(path, MODEL_FILE)
     if not tf.io.gfile.exists(path):
         raise TrainerError(
             f"No saved model at {path!r} (expected a .keras file or a run directory)"

@@ -1,0 +1,137 @@
+"""What every part of `benchmarks/report.py` shares: the result files and the formatting.
+
+It owns the list of benchmarks and their scripts, where their JSON files are (`RESULTS_DIR`,
+the `QUICK` suite's folder) and `load_results`, which reads them into `Source`s (a result with
+its suite, date and machine); the published figures quoted by the report; and the Markdown
+helpers every section uses (tables, percentages, mean and spread over seeds, image links, the
+"not run yet" line).
+"""
+
+import dataclasses
+import json
+import math
+import os
+
+RESULTS_DIR = os.path.join("benchmarks", "results")
+QUICK = "quick"
+BENCHMARKS = (
+    "accuracy_mlp", "mlp_sweep", "mlp_sweep_session1", "resnet_accuracy", "step_time",
+    "chain_length", "alignment", "export_bench", "diagnostics_overhead",
+)
+SCRIPTS = {
+    "accuracy_mlp": "benchmarks/accuracy.py",
+    "mlp_sweep": "benchmarks/accuracy.py --sweep",
+    "mlp_sweep_session1": "the session-1 sweep script (of record, not in the repository)",
+    "resnet_accuracy": "benchmarks/resnet_accuracy.py",
+    "step_time": "benchmarks/step_time.py",
+    "chain_length": "benchmarks/chain_length.py",
+    "alignment": "benchmarks/alignment.py",
+    "export_bench": "benchmarks/export_bench.py",
+    "diagnostics_overhead": "benchmarks/diagnostics_overhead.py",
+}
+
+# Published figures, quoted from ALGORITHM.md section 6 (percent test accuracy).
+PUBLISHED = {
+    "fmnist_rec_lra": 88.13,  # rec-LRA, Fashion-MNIST, as quoted by later papers
+    "mnist_rec_lra": 98.18,
+    "cifar10_rec_lra": 93.58,  # one paper quotes 93.88
+    "fmnist_bp_resnet": 93.8,  # backprop ResNet-18, Fashion-MNIST (about)
+    "cifar10_bp_resnet18": 94.0,  # backprop ResNet-18, CIFAR-10 with augmentation (about)
+    # BioTorch, CIFAR-10 ResNet-20, SGD: top-1 error -> accuracy
+    "cifar10_resnet20_error": {"bp": 8.63, "fa": 32.16, "dfa": 45.94},
+}
+PUBLISHED_SOURCE = "ALGORITHM.md section 6"
+# The order of the rules in every table.
+RULE_ORDER = ("bp", "fa", "dfa", "lra", "rec_lra")
+
+
+@dataclasses.dataclass
+class Source:
+    name: str
+    data: dict
+    path: str
+    suite: str  # "full" or "quick"
+
+    def label(self, root):
+        d = self.data
+        machine = d.get("machine") or {}
+        versions = d.get("versions") or {}
+        suite = self.suite + (" suite" if self.suite in ("full", "quick") else "")
+        parts = [f"`{os.path.relpath(self.path, root)}`", suite,
+                 d.get("date") or "date not recorded"]
+        if machine:
+            parts.append(f"{machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs")
+        if versions:
+            parts.append(", ".join(f"{k} {v}" for k, v in versions.items()))
+        return "Source: " + "; ".join(parts) + "."
+
+
+def load_results(results_dir):
+    """`{name: Source or None}`: the full suite's JSON if present, else the quick suite's."""
+    out = {}
+    for name in BENCHMARKS:
+        out[name] = None
+        for suite, folder in (("full", results_dir), ("quick", os.path.join(results_dir, QUICK))):
+            path = os.path.join(folder, name + ".json")
+            if os.path.exists(path):
+                try:
+                    with open(path) as f:
+                        data = json.load(f)
+                    out[name] = Source(name, data, os.path.abspath(path),
+                                       str(data.get("suite") or suite))
+                except (OSError, json.JSONDecodeError) as err:
+                    print(f"Skipping unreadable {path}: {err}")
+                    continue
+                break
+    return out
+
+
+def pct(x, digits=2):
+    return "n/a" if x is None else f"{100 * x:.{digits}f}"
+
+
+def mean_spread(s, unit=""):
+    """`89.12 ± 0.15 [88.95, 89.30] (3 seeds)` from a summary entry (std over seeds, min-max);
+    `unit` goes after the mean."""
+    m = s.get("final_test_accuracy_mean")
+    if m is None:
+        return "n/a"
+    n = len(s.get("seeds") or [])
+    std = s.get("final_test_accuracy_std")
+    text = pct(m) + unit + (f" ± {100 * std:.2f}" if std is not None else "")
+    if n > 1:
+        text += (f" [{pct(s.get('final_test_accuracy_min'))}, "
+                 f"{pct(s.get('final_test_accuracy_max'))}]")
+    return text + f" ({n} seed{'s' if n != 1 else ''})"
+
+
+def table(header, rows):
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def num(x, fmt="{:.2f}"):
+    """`x` formatted by `fmt`, or "n/a" for None and non-finite floats."""
+    return "n/a" if x is None or (isinstance(x, float) and not math.isfinite(x)) else fmt.format(x)
+
+
+def png_link(source, root, out_dir, name=None):
+    """A Markdown image link to the PNG beside `source`'s JSON (relative to BENCHMARKS.md)."""
+    path = os.path.splitext(source.path)[0] + ".png" if name is None else name
+    if not os.path.exists(path):
+        return ""
+    return f"![{os.path.basename(path)}]({os.path.relpath(path, out_dir)})"
+
+
+def not_run(name):
+    """The line a section shows for a benchmark without results: the command that runs it."""
+    return f"*Not run yet* (`python -m {SCRIPTS[name].replace('/', '.').replace('.py', '')}`)."
+
+
+def budget_text(budget):
+    """A benchmark's `budget` (a dict of settings, or text) as one line."""
+    if isinstance(budget, dict):
+        return "; ".join(f"{k.replace('_', ' ')} {v}" for k, v in budget.items()
+                         if v is not None and not isinstance(v, (dict, list)))
+    return str(budget)

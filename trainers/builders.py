@@ -1,0 +1,99 @@
+"""Models, rules and optimisers by name: the one place that maps a `Config` to builders.
+
+`model_names` lists the models a config may name, `build_model` builds one for a dataset,
+`make_rule` the learning rule (refusing parameters the rule does not take, with a `ValueError`
+that quotes them) and `make_optimizer` the optimiser with its warm-up schedule.
+"""
+
+import importlib
+
+import keras
+
+from rlra_tf import models as models_lib
+from rlra_tf import rules, schedules
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = schedules.DECAYS
+JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+# Parameters that weight decay leaves alone (biases, BatchNorm scale and offset).
+NO_DECAY = ("bias", "gamma", "beta")
+
+
+def model_names():
+    """`"mlp"` and the ResNet presets of `rlra_tf.models.resnet` (when that module exists)."""
+    names = ["mlp"]
+    try:
+        resnet = _resnet_module()
+    except ImportError:  # an install without the ResNets still trains MLPs
+        return tuple(names)
+    return tuple(names + sorted(resnet.PRESETS))
+
+
+def _resnet_module():
+    # By module path: `rlra_tf.models.resnet` is also the name of the builder function.
+    return importlib.import_module("rlra_tf.models.resnet")
+
+
+def build_model(config, ds_info):
+    """The built `AlignedModel` of `config.model` for the dataset (call inside the scope)."""
+    kwargs = {"noise_seed": config.seed}
+    if config.normalize:
+        kwargs.update(input_mean=ds_info.mean, input_std=ds_info.std)
+    if config.model == "mlp":
+        return models_lib.mlp(
+            ds_info.image_shape,
+            hidden_units=config.hidden_units,
+            num_classes=ds_info.num_classes,
+            activation=config.activation,
+            block_size=config.block_size,
+            **kwargs,
+        )
+    return _resnet_module().resnet(
+        config.model,
+        input_shape=ds_info.image_shape,
+        num_classes=ds_info.num_classes,
+        stem=config.stem,
+        width=config.width,
+        activation=config.activation,
+        **kwargs,
+    )
+
+
+def make_rule(config):
+    """The rule object from `config.rule` and the rule parameters that are set.
+
+    Each rule takes the parameters of its `get_config()` (`rec_lra`/`lra`: all of them;
+    `fa`/`wm`: the synapse and mirror ones; `dfa`/`bp`: none); any other is refused.
+    """
+    params = config.rule_params()
+    taken = set(rules.get(config.rule).get_config())
+    extra = {k: v for k, v in params.items() if k not in taken}
+    if extra:
+        allowed = ", ".join(sorted(taken)) if taken else "no parameters"
+        raise ValueError(
+            f"Rule {config.rule!r} takes {allowed}; received: "
+            + ", ".join(f"{k}={v!r}" for k, v in extra.items())
+        )
+    return rules.get({"name": config.rule, "config": params})
+
+
+def make_optimizer(config, steps_per_epoch):
+    """The optimiser with its warm-up schedule; steps are optimiser steps."""
+    lr = schedules.WarmupSchedule(
+        config.learning_rate,
+        decay=config.schedule,
+        total_steps=config.epochs * steps_per_epoch,
+        warmup_steps=int(round(config.warmup_epochs * steps_per_epoch)),
+        boundaries=[e * steps_per_epoch for e in config.step_epochs],
+        factor=config.step_factor,
+    )
+    wd = config.weight_decay or None
+    if config.optimizer == "sgd":
+        optimizer = keras.optimizers.SGD(lr, momentum=config.momentum, weight_decay=wd)
+    elif config.optimizer == "adam":
+        optimizer = keras.optimizers.Adam(lr, weight_decay=wd)
+    else:
+        optimizer = keras.optimizers.AdamW(lr, weight_decay=config.weight_decay)
+    if config.weight_decay:
+        optimizer.exclude_from_weight_decay(var_names=list(NO_DECAY))
+    return optimizer

@@ -1,0 +1,115 @@
+"""Checking a `Config` before anything is read or written (pure Python).
+
+`validate` raises `TrainerError` for the first setting that cannot work, quoting the value it
+received; `check_dataset` compares the model's fixed image shape and class count, if set, with
+the dataset's.
+"""
+
+import math
+
+import numpy as np
+
+from rlra_tf import data, distribute, rules
+from trainers import presets
+from trainers.builders import JIT_COMPILE, OPTIMIZERS, SCHEDULES, make_rule, model_names
+from trainers.errors import TrainerError, fail
+
+
+def _choice(name, value, allowed):
+    if value not in allowed:
+        fail(f"Unknown {name}, received: {name}={value!r}. Expected one of {list(allowed)}")
+
+
+def _int(name, value, minimum=1, optional=False):
+    if value is None and optional:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        kind = "a positive" if minimum == 1 else f"an integer >= {minimum}, i.e. a"
+        fail(f"Expected {kind} integer for {name}, received: {name}={value!r}")
+
+
+def _number(name, value, low=0.0, high=None, low_open=False, high_open=True):
+    ok = not isinstance(value, bool) and isinstance(value, (int, float, np.floating))
+    ok = ok and math.isfinite(value) and (value > low if low_open else value >= low)
+    ok = ok and (high is None or (value < high if high_open else value <= high))
+    if not ok:
+        lo = f"{'>' if low_open else '>='} {low}"
+        hi = "" if high is None else f" and {'<' if high_open else '<='} {high}"
+        fail(f"Expected a number {lo}{hi} for {name}, received: {name}={value!r}")
+
+
+def validate(config):
+    """Raises `TrainerError` for the first setting of `config` that cannot work."""
+    if not isinstance(config, presets.Config):
+        fail(f"Expected a trainers.presets.Config, received: {type(config).__name__}")
+    _choice("dataset", config.dataset, data.DATASETS)
+    _choice("model", config.model, model_names())
+    _choice("rule", config.rule, rules.NAMES)
+    _choice("optimizer", config.optimizer, OPTIMIZERS)
+    _choice("schedule", config.schedule, SCHEDULES)
+    _choice("strategy", config.strategy, distribute.STRATEGIES)
+    _choice("jit_compile", config.jit_compile, tuple(JIT_COMPILE))
+    _int("epochs", config.epochs)
+    _int("batch_size", config.batch_size)
+    _number("learning_rate", config.learning_rate, low_open=True)
+    _number("momentum", config.momentum, 0.0, 1.0)
+    _number("weight_decay", config.weight_decay)
+    _number("label_smoothing", config.label_smoothing, 0.0, 1.0)
+    _number("warmup_epochs", config.warmup_epochs, 0.0, config.epochs)
+    _number("step_factor", config.step_factor, low_open=True)
+    steps = list(config.step_epochs)
+    for e in steps:
+        _int("step_epochs[i]", e)
+    if steps != sorted(set(steps)) or (steps and steps[-1] >= config.epochs):
+        fail(
+            "Expected increasing step_epochs below epochs, received: "
+            f"step_epochs={tuple(steps)}, epochs={config.epochs}"
+        )
+    if config.schedule == "step" and not steps:
+        fail("schedule='step' needs step_epochs (the epochs at which the rate drops)")
+    if not config.hidden_units:
+        fail(f"Expected at least one hidden layer, received: hidden_units={config.hidden_units!r}")
+    for w in config.hidden_units:
+        _int("hidden_units[i]", w)
+    _int("block_size", config.block_size)
+    _int("width", config.width, optional=True)
+    _int("num_classes", config.num_classes, optional=True)
+    if config.image_shape is not None:
+        if len(config.image_shape) != 3:
+            fail(
+                "Expected image_shape=(height, width, channels), received: "
+                f"image_shape={config.image_shape!r}"
+            )
+        for s in config.image_shape:
+            _int("image_shape[i]", s)
+    _int("train_limit", config.train_limit, optional=True)
+    _int("eval_limit", config.eval_limit, optional=True)
+    if config.train_limit is not None and config.train_limit < config.batch_size:
+        fail(
+            f"train_limit={config.train_limit} is smaller than batch_size={config.batch_size}: "
+            "not one full training batch"
+        )
+    _int("seed", config.seed, minimum=0)
+    _int("backup_every", config.backup_every, minimum=0)
+    _int("diagnostics_every", config.diagnostics_every, minimum=0)
+    _int("steps_per_execution", config.steps_per_execution)
+    if config.diagnostics_every and config.steps_per_execution > 1:
+        fail("diagnostics_every needs steps_per_execution=1 (probes run between steps)")
+    try:
+        make_rule(config)
+    except ValueError as err:
+        raise TrainerError(str(err)) from None
+
+
+def check_dataset(config, ds_info):
+    """The model's fixed image shape / class count, if set, must be the dataset's."""
+    if config.num_classes is not None and config.num_classes != ds_info.num_classes:
+        fail(
+            f"The model has num_classes={config.num_classes} but {ds_info.name} has "
+            f"{ds_info.num_classes} classes; use a model for {ds_info.num_classes} classes"
+        )
+    if config.image_shape is not None and tuple(config.image_shape) != ds_info.image_shape:
+        fail(
+            f"The model expects images of shape {tuple(config.image_shape)} but {ds_info.name} "
+            f"has images of shape {ds_info.image_shape}"
+        )

@@ -1,0 +1,114 @@
+"""The work directory of a run: its file names, its JSON files and what to do with it.
+
+Files go through `tf.io.gfile`, so a workdir may be a `gs://` path. `prepare_workdir` decides
+whether a directory is a new run, a run to resume or a finished one (and refuses one that holds
+another config, or no run at all); `remove_run` deletes what a refused run wrote.
+"""
+
+import json
+import os
+import posixpath
+
+import tensorflow as tf
+
+from trainers.errors import fail
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.keras"
+HISTORY_FILE = "history.csv"
+BACKUP_DIR = "backup"
+CHECKPOINT_DIR = "checkpoints"
+TENSORBOARD_DIR = "tensorboard"
+WORKERS_DIR = ".workers"
+
+# Settings that change how a run executes, not what it computes: a rerun may change them and
+# still resume the same run.
+RUNTIME_FIELDS = (
+    "strategy", "tpu_address", "jit_compile", "diagnostics_every", "data_dir", "manual_dir",
+    "steps_per_execution",
+)
+
+
+def join(*parts):
+    """`os.path.join`, or `posixpath.join` for a URL such as `gs://bucket/run`."""
+    return posixpath.join(*parts) if "://" in parts[0] else os.path.join(*parts)
+
+
+def write_json(path, obj):
+    """Writes `obj` as strict JSON, atomically (a temporary file, then a rename)."""
+    tmp = path + ".tmp"
+    with tf.io.gfile.GFile(tmp, "w") as f:
+        f.write(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def read_json(path):
+    with tf.io.gfile.GFile(path, "r") as f:
+        return json.loads(f.read())
+
+
+def _comparable(config_json):
+    return {k: v for k, v in config_json.items() if k not in RUNTIME_FIELDS}
+
+
+def prepare_workdir(workdir, config, overwrite, keep=()):
+    """Decides what to do with `workdir`; writes nothing except when wiping for `overwrite`.
+
+    Returns `"new"`, `"resume"` (same config, unfinished) or `"complete"` (same config,
+    `metrics.json` written). A directory holding a run of another config is refused unless
+    `overwrite`; a non-empty directory without `config.json` is always refused.
+    """
+    if not tf.io.gfile.exists(workdir):
+        return "new"
+    if not tf.io.gfile.isdir(workdir):
+        fail(f"workdir={workdir!r} exists and is not a directory")
+    entries = [e.rstrip("/") for e in tf.io.gfile.listdir(workdir) if e.rstrip("/") not in keep]
+    if not entries:
+        return "new"
+    config_path = join(workdir, CONFIG_FILE)
+    if not tf.io.gfile.exists(config_path):
+        fail(
+            f"workdir={workdir!r} is not empty and holds no {CONFIG_FILE}, so it is not a run "
+            "directory of this trainer; choose a new or empty workdir (--overwrite only "
+            "replaces runs of this trainer)"
+        )
+    try:
+        stored = read_json(config_path)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        stored = {}
+    new, old = _comparable(config.to_json()), _comparable(stored)
+    if new != old:
+        if not overwrite:
+            diff = sorted(k for k in set(new) | set(old) if new.get(k) != old.get(k))
+            shown = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff[:8])
+            fail(
+                f"workdir={workdir!r} holds a run with a different config ({shown}). Use "
+                "another workdir, rerun with the same settings to resume, or pass --overwrite "
+                "to delete that run"
+            )
+    elif not overwrite:
+        done = tf.io.gfile.exists(join(workdir, METRICS_FILE))
+        return "complete" if done else "resume"
+    for entry in entries:
+        path = join(workdir, entry)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+    return "new"
+
+
+def remove_run(outdir, keep, existed):
+    """Deletes what this run wrote into `outdir` (it started empty or absent)."""
+    for entry in tf.io.gfile.listdir(outdir):
+        entry = entry.rstrip("/")
+        if entry in keep:
+            continue
+        path = join(outdir, entry)
+        if tf.io.gfile.isdir(path):
+            tf.io.gfile.rmtree(path)
+        else:
+            tf.io.gfile.remove(path)
+    if not existed and "://" not in outdir and not os.listdir(outdir):
+        os.rmdir(outdir)
