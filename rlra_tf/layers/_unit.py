@@ -118,7 +118,8 @@ class AlignedUnit(keras.layers.Layer):
             raise ValueError(
                 f"Unit {self.name!r} has no skip synapse; build it with skip_classes set."
             )
-        return ops.matmul(output_error, self.skip_feedback)  # (batch, channels)
+        skip = ops.cast(self.skip_feedback, output_error.dtype)
+        return ops.matmul(output_error, skip)  # (batch, channels)
 
     def skip_hebbian_update(self, output_error, error):
         """`transpose(e_L) @ e_o / n`, pooled over positions for conv units (shape of `S`)."""

@@ -159,6 +159,7 @@ class AlignedConv2D(AlignedUnit):
             momentum=self.norm_momentum,
             epsilon=self.norm_epsilon,
             synchronized=self.norm == "sync_batch",
+            dtype=self.dtype_policy,  # the unit's (mixed) policy, also when loaded later
             name=name,
         )
 
@@ -221,6 +222,7 @@ class AlignedConv2D(AlignedUnit):
     # ------------------------------------------------------------------------------- forward
 
     def _conv(self, x, kernel, strides, padding):
+        kernel = tf.cast(kernel, x.dtype)  # mixed precision: float32 variable, compute dtype
         return tf.nn.conv2d(x, kernel, strides=(1,) + strides + (1,), padding=padding.upper())
 
     def project(self, residual, training=None):
@@ -233,7 +235,7 @@ class AlignedConv2D(AlignedUnit):
             return residual, None
         r = self._conv(residual, self.shortcut_kernel, self.shortcut_strides, "same")
         if self.shortcut_bias is not None:
-            r = r + self.shortcut_bias
+            r = r + tf.cast(self.shortcut_bias, r.dtype)
         linear = r
         if self.shortcut_norm is not None:
             r = self.shortcut_norm(r, training=training)
@@ -249,7 +251,7 @@ class AlignedConv2D(AlignedUnit):
         BatchNorm (`None` where there is no BatchNorm)."""
         h = self._conv(inputs, self.kernel, self.strides, self.padding)
         if self.bias is not None:
-            h = h + self.bias
+            h = h + tf.cast(self.bias, h.dtype)
         linear = None
         if self.norm_layer is not None:
             linear = h
@@ -278,8 +280,10 @@ class AlignedConv2D(AlignedUnit):
                 f"pass input_shape=, received: input_shape={tuple(input_shape)}"
             )
         out_shape = tf.stack([batch, h, w, c])
+        error = tf.cast(error, self.compute_dtype)  # the transposed conv runs in compute dtype
         return tf.nn.conv2d_transpose(
-            error, kernel, out_shape, strides=(1,) + strides + (1,), padding=padding.upper()
+            error, tf.cast(kernel, error.dtype), out_shape, strides=(1,) + strides + (1,),
+            padding=padding.upper(),
         )
 
     def feedback_input(self, error, input_shape=None):
@@ -299,7 +303,7 @@ class AlignedConv2D(AlignedUnit):
         residual shape the unit was built with).
         """
         if self.shortcut != "projection":
-            return error
+            return tf.cast(error, self.compute_dtype)
         shape = self.built_residual_shape if input_shape is None else input_shape
         return self._transpose(error, self.shortcut_feedback, self.shortcut_strides, "same", shape)
 

@@ -75,16 +75,18 @@ class AlignedDense(AlignedUnit):
 
     def pre_activation(self, inputs, residual=None, training=None):
         """`h = x @ W + b (+ residual)`."""
-        h = ops.matmul(inputs, self.kernel)  # (batch, units)
+        h = ops.matmul(inputs, ops.cast(self.kernel, inputs.dtype))  # (batch, units)
         if self.bias is not None:
-            h = h + self.bias
+            h = h + ops.cast(self.bias, h.dtype)
         if residual is not None:
             h = h + residual
         return h
 
     def feedback_input(self, error, input_shape=None):
         """Carry an error at this unit's activity down to its input: `e @ transpose(F)`."""
-        return ops.matmul(error, ops.transpose(self.feedback))  # (batch, in_features)
+        error = ops.cast(error, self.compute_dtype)
+        feedback = ops.cast(self.feedback, self.compute_dtype)
+        return ops.matmul(error, ops.transpose(feedback))  # (batch, in_features)
 
     def mirror_estimate(self, noise):
         """`C = transpose(x) @ (x @ W) / m` for noise `x` of shape (m, in_features)."""

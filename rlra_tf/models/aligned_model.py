@@ -150,7 +150,8 @@ class AlignedModel(keras.Model):
         return Trace(inputs=x, blocks=block_traces)
 
     def call(self, x, training=False):
-        return self.trace(x, training=training).logits
+        # Logits in float32 under a mixed-precision policy too (the softmax and the loss).
+        return tf.cast(self.trace(x, training=training).logits, tf.float32)
 
     # ----------------------------------------------------------------------------- compile
 
@@ -185,6 +186,10 @@ class AlignedModel(keras.Model):
         # Under a multi-replica strategy Keras' own XLA wrapper fails (resource on another
         # device); the per-replica maths is compiled on its own instead (BUILD_NOTES.md).
         self._inner_jit = jit and strategy.num_replicas_in_sync > 1
+        # Keras wraps the optimiser in a LossScaleOptimizer under mixed_float16; only backprop
+        # differentiates a loss, so only backprop gets loss scaling (a local rule's updates
+        # would be divided by the scale).
+        kwargs.setdefault("auto_scale_loss", self.rule.uses_backprop)
         super().compile(
             optimizer=optimizer,
             metrics=metrics,
@@ -225,14 +230,14 @@ class AlignedModel(keras.Model):
     # ----------------------------------------------------------------------------- labels
 
     def one_hot_labels(self, y):
-        """Integer class ids or one-hot labels to float one-hot, smoothed if asked."""
+        """Integer class ids or one-hot labels to float32 one-hot, smoothed if asked."""
         y = tf.convert_to_tensor(y)
         if y.shape.rank is not None and y.shape.rank >= 1 and y.shape[-1] == self.num_classes \
                 and y.dtype.is_floating:
-            labels = tf.cast(y, self.compute_dtype)
+            labels = tf.cast(y, tf.float32)
         else:
             labels = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), self.num_classes,
-                                dtype=self.compute_dtype)
+                                dtype=tf.float32)
         if self.label_smoothing:
             labels = labels * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
         return labels
@@ -254,7 +259,7 @@ class AlignedModel(keras.Model):
         noise = tf.random.stateless_normal(tf.shape(x), seed, dtype=x.dtype, alg="philox")
         return x + sigma * noise
 
-    def _per_replica_updates(self, x, labels, iteration):
+    def _per_replica_updates(self, x, labels, iteration, scale_loss=True):
         """`(updates, assignments, logits)` for one replica's batch: updates are batch means,
         before replica scaling; assignments are `(value, variable)` pairs (the mirror)."""
         variables = self.trainable_variables
@@ -264,6 +269,10 @@ class AlignedModel(keras.Model):
                 loss = tf.reduce_mean(
                     tf.nn.softmax_cross_entropy_with_logits(labels, tf.cast(logits, labels.dtype))
                 )
+                # Under mixed_float16 the optimiser is a LossScaleOptimizer: it scales the loss
+                # here and unscales (and checks) the gradients in apply. Otherwise a no-op.
+                if scale_loss and self.optimizer is not None:
+                    loss = self.optimizer.scale_loss(loss)
             grads = tape.gradient(loss, variables)
             return [g for g in grads], [], logits
         # Persistent: the rule asks for the local gradients block by block (in a traced step
@@ -272,9 +281,15 @@ class AlignedModel(keras.Model):
             trace = self.trace(self._noisy(x, iteration), training=True, local=True)
 
         def local_gradients(pres, signals):
-            n = tf.cast(tf.shape(pres[0])[0], pres[0].dtype)
+            n = tf.cast(tf.shape(pres[0])[0], tf.float32)
+            # Signals (float32) meet the pre-activations in their compute dtype; the updates
+            # of the float32 variables come out in float32.
             grads = tape.gradient(
-                pres, variables, output_gradients=[tf.stop_gradient(s) / n for s in signals]
+                pres, variables,
+                output_gradients=[
+                    tf.cast(tf.stop_gradient(tf.cast(s, tf.float32)) / n, p.dtype)
+                    for p, s in zip(pres, signals)
+                ],
             )
             return {id(v): (g, v) for g, v in zip(grads, variables) if g is not None}
 
@@ -292,7 +307,9 @@ class AlignedModel(keras.Model):
         """The `(update, variable)` pairs one training step hands the optimiser.
 
         Batch means, before any scaling across replicas. For `"bp"`, the gradients of the
-        mean cross-entropy. Runs the forward pass in training mode (BatchNorm statistics move).
+        mean cross-entropy (never loss-scaled, also under `mixed_float16`). Every update is
+        float32, whatever the dtype policy. Runs the forward pass in training mode (BatchNorm
+        statistics move).
         """
         return self.step_effects(x, y)[0]
 
@@ -303,7 +320,7 @@ class AlignedModel(keras.Model):
         assigns to error synapses outside the optimiser (the mirror, ALGORITHM.md 3.7).
         """
         pairs, assigns, _ = self._step_pairs(
-            tf.convert_to_tensor(x), self.one_hot_labels(y), self._iteration()
+            tf.convert_to_tensor(x), self.one_hot_labels(y), self._iteration(), scale_loss=False
         )
         return pairs, assigns
 
@@ -338,8 +355,8 @@ class AlignedModel(keras.Model):
         self.optimizer.apply(updates, variables)
         return self._update_metrics(y, labels, logits)
 
-    def _step_pairs(self, x, labels, iteration):
-        out, assigns, logits = self._per_replica_updates(x, labels, iteration)
+    def _step_pairs(self, x, labels, iteration, scale_loss=True):
+        out, assigns, logits = self._per_replica_updates(x, labels, iteration, scale_loss)
         if self.rule.uses_backprop:
             out = list(zip(out, self.trainable_variables))
         return out, assigns, logits

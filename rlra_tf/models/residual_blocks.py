@@ -115,6 +115,7 @@ class ResidualBlock(AlignedBlock):
             norm=norm,
             activation=activation,
             skip_classes=skip_classes,
+            dtype=self.dtype_policy,
         )
 
         def units_kwargs():
@@ -285,6 +286,7 @@ class ResNetStem(AlignedBlock):
                 kernel_initializer=_initializer(self.kernel_initializer),
                 feedback_initializer=_initializer(self.feedback_initializer),
                 skip_initializer=_initializer(self.skip_initializer),
+                dtype=self.dtype_policy,
                 name="conv",
             )
         ]
@@ -325,7 +327,7 @@ class ResNetStem(AlignedBlock):
         if self.pool_size is None:
             return displacement
         z, pooled = block_trace.units[-1].outputs, block_trace.pooled
-        displacement = tf.broadcast_to(displacement, tf.shape(pooled))
+        displacement = tf.broadcast_to(tf.cast(displacement, z.dtype), tf.shape(pooled))
         ksize, strides = self._pool_args()
         # The max-pool's own gradient op on the stored forward tensors: no recomputation.
         return tf.raw_ops.MaxPoolGrad(
@@ -403,6 +405,7 @@ class PooledHead(AlignedBlock):
                 activation=None,
                 kernel_initializer=_initializer(self.kernel_initializer),
                 feedback_initializer=_initializer(self.feedback_initializer),
+                dtype=self.dtype_policy,
                 name="dense",
             )
         ]

@@ -9,8 +9,11 @@ import tensorflow as tf
 
 
 def output_error(logits, labels):
-    """`e_L = softmax(h_L) - y` with `y` one-hot (or smoothed) float labels (section 3.2)."""
-    return tf.nn.softmax(logits, axis=-1) - labels
+    """`e_L = softmax(h_L) - y` with `y` one-hot (or smoothed) float labels (section 3.2).
+
+    Always float32, whatever the compute dtype of the logits (mixed precision).
+    """
+    return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1) - tf.cast(labels, tf.float32)
 
 
 @dataclasses.dataclass

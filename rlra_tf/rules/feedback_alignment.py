@@ -70,8 +70,9 @@ class FA(Rule):
         """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
 
-        def delta(ut, d):
-            return d * ut.unit.activation_derivative(tf.stop_gradient(ut.pre))
+        def delta(ut, d):  # float32 whatever the compute dtype (mixed precision)
+            pre = tf.cast(tf.stop_gradient(ut.pre), tf.float32)
+            return tf.cast(d, tf.float32) * ut.unit.activation_derivative(pre)
 
         def use_skip(b, i, bt):
             return self.direct

@@ -140,8 +140,11 @@ class RecLRA(Rule):
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
 
         def target_error(ut, d):
-            h, z = tf.stop_gradient(ut.pre), tf.stop_gradient(ut.outputs)
-            target = ut.unit.activation(h - self.beta * d)
+            # Targets and errors in float32 whatever the compute dtype: `z - t` cancels
+            # most of its digits (it is of order beta), which bfloat16 cannot afford.
+            h = tf.cast(tf.stop_gradient(ut.pre), tf.float32)
+            z = tf.cast(tf.stop_gradient(ut.outputs), tf.float32)
+            target = ut.unit.activation(h - self.beta * tf.cast(d, tf.float32))
             return self.error_unit(z, target)
 
         return e_out, propagate(
