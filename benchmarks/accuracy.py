@@ -81,6 +81,10 @@ _VARIANTS = flags.DEFINE_list(
     "variants", list(DEFAULT_VARIANTS), f"Variants to run: {', '.join(VARIANTS)}."
 )
 _EPOCHS = flags.DEFINE_integer("epochs", None, "Epochs per run (default: the preset's, 10).")
+_MIXED = flags.DEFINE_enum(
+    "mixed_precision", "off", ["off", "bfloat16", "float16"],
+    "The trainer's --mixed_precision (Keras mixed_bfloat16 / mixed_float16 policy).",
+)
 _TRAIN_LIMIT = flags.DEFINE_integer(
     "train_limit", None, "Use only the first N training examples (quick suites)."
 )
@@ -106,6 +110,7 @@ def run_config(name, label, changes, seed, epochs, train_limit):
         changes["epochs"] = epochs
     if train_limit is not None:
         changes["train_limit"] = train_limit
+    changes["mixed_precision"] = _MIXED.value
     return presets.override(config, **changes)
 
 

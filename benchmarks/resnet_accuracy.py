@@ -72,6 +72,10 @@ _WD = flags.DEFINE_float("weight_decay", 0.0, "Decoupled weight decay (not on bi
 _WARMUP = flags.DEFINE_float("warmup_epochs", 0.2, "Linear warm-up, in epochs.")
 _SCHEDULE = flags.DEFINE_enum("schedule", "cosine", ["constant", "cosine"], "Decay after warm-up.")
 _AUGMENT = flags.DEFINE_bool("augment", False, "Pad-and-crop augmentation of the train split.")
+_MIXED = flags.DEFINE_enum(
+    "mixed_precision", "off", ["off", "bfloat16", "float16"],
+    "The trainer's --mixed_precision (Keras mixed_bfloat16 / mixed_float16 policy).",
+)
 _BETA = flags.DEFINE_float("beta", 0.1, "beta of rec_lra and lra (target displacement).")
 _OUT = flags.DEFINE_string(
     "out", "benchmarks/results/resnet_accuracy.json", "The JSON results (the PNG goes beside it)."
@@ -100,6 +104,7 @@ def run_config(name, seed):
         warmup_epochs=_WARMUP.value,
         schedule=_SCHEDULE.value,
         augment=_AUGMENT.value,
+        mixed_precision=_MIXED.value,
         jit_compile="off",
         backup_every=10**9,  # the benchmark keeps no backups (the trainer still saves per epoch)
     )
@@ -221,6 +226,7 @@ def main(argv):
         "weight_decay": _WD.value,
         "schedule": f"{_SCHEDULE.value} after {_WARMUP.value} epochs of linear warm-up",
         "augment": _AUGMENT.value,
+        "mixed_precision": _MIXED.value,
         "beta (rec_lra, lra)": _BETA.value,
         "ablations": {k: v for k, v in VARIANTS.items() if k in rules},
         "test": "full 10,000-image test split after every epoch",

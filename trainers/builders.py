@@ -2,9 +2,11 @@
 
 `model_names` lists the models a config may name, `build_model` builds one for a dataset,
 `make_rule` the learning rule (refusing parameters the rule does not take, with a `ValueError`
-that quotes them) and `make_optimizer` the optimiser with its warm-up schedule.
+that quotes them), `make_optimizer` the optimiser with its warm-up schedule and
+`dtype_policy` the Keras mixed-precision policy the model is built under.
 """
 
+import contextlib
 import importlib
 
 import keras
@@ -15,6 +17,10 @@ from rlra_tf import rules, schedules
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = schedules.DECAYS
 JIT_COMPILE = {"auto": "auto", "on": True, "off": False}
+# `--mixed_precision` -> the Keras dtype policy (`auto`: bfloat16 on a TPU, float16 on a GPU,
+# float32 on a CPU, where neither is faster).
+MIXED_PRECISION = {"off": "float32", "bfloat16": "mixed_bfloat16", "float16": "mixed_float16",
+                   "auto": None}
 # Parameters that weight decay leaves alone (biases, BatchNorm scale and offset).
 NO_DECAY = ("bias", "gamma", "beta")
 
@@ -57,6 +63,35 @@ def build_model(config, ds_info):
         activation=config.activation,
         **kwargs,
     )
+
+
+def policy_name(mixed_precision):
+    """The Keras dtype policy of a `--mixed_precision` setting (see `MIXED_PRECISION`)."""
+    import tensorflow as tf
+
+    policy = MIXED_PRECISION[mixed_precision]
+    if policy is not None:
+        return policy
+    if tf.config.list_logical_devices("TPU"):
+        return "mixed_bfloat16"
+    if tf.config.list_logical_devices("GPU"):
+        return "mixed_float16"
+    return "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Build under the global Keras dtype policy `name`, then put the previous one back.
+
+    Layers keep the policy they were built with (and a `.keras` file records it), so only
+    the model's construction needs the global setting.
+    """
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def make_rule(config):

@@ -11,7 +11,14 @@ import numpy as np
 
 from rlra_tf import data, distribute, rules
 from trainers import presets
-from trainers.builders import JIT_COMPILE, OPTIMIZERS, SCHEDULES, make_rule, model_names
+from trainers.builders import (
+    JIT_COMPILE,
+    MIXED_PRECISION,
+    OPTIMIZERS,
+    SCHEDULES,
+    make_rule,
+    model_names,
+)
 from trainers.errors import TrainerError, fail
 
 
@@ -49,6 +56,7 @@ def validate(config):
     _choice("schedule", config.schedule, SCHEDULES)
     _choice("strategy", config.strategy, distribute.STRATEGIES)
     _choice("jit_compile", config.jit_compile, tuple(JIT_COMPILE))
+    _choice("mixed_precision", config.mixed_precision, tuple(MIXED_PRECISION))
     _int("epochs", config.epochs)
     _int("batch_size", config.batch_size)
     _number("learning_rate", config.learning_rate, low_open=True)

@@ -53,6 +53,10 @@ class Config:
         deterministic: reproducible to the bit (op determinism, ordered input pipeline).
         strategy, tpu_address: see `rlra_tf.distribute.get_strategy`.
         jit_compile: `"auto"` (XLA on GPU/TPU, not on CPU), `"on"` or `"off"`.
+        mixed_precision: `"off"` (float32), `"bfloat16"` (Keras' `mixed_bfloat16`: TPUs and
+            recent GPUs), `"float16"` (`mixed_float16`: GPUs) or `"auto"` (bfloat16 on a TPU,
+            float16 on a GPU, off on a CPU). Variables, the output error, targets, error
+            units and every update stay float32 (docs/ALGORITHM.md).
         diagnostics_every: steps between alignment diagnostics (0: none).
         data_dir, manual_dir: where tfds keeps prepared data, and the raw files.
         train_limit, eval_limit: use only the first N examples of the train split / of the
@@ -102,6 +106,7 @@ class Config:
     strategy: str = "auto"
     tpu_address: Optional[str] = None
     jit_compile: str = "auto"
+    mixed_precision: str = "off"
     diagnostics_every: int = 0
     data_dir: Optional[str] = None
     manual_dir: Optional[str] = None
@@ -197,6 +202,7 @@ def fmnist_resnet20():
     Expected: not measured at this budget; backprop ResNets reach about 93.8% on
     Fashion-MNIST. At a reduced budget here (12,800 examples, 3 epochs, Adam) rec-LRA stayed
     far behind backprop (ResNet-20 section of BENCHMARKS.md; README, known limitations).
+    Mixed precision: `auto` (float16 on a GPU, bfloat16 on a TPU, off on a CPU).
     """
     return Config(
         dataset="fashion_mnist",
@@ -215,6 +221,7 @@ def fmnist_resnet20():
         epochs=30,
         batch_size=128,
         augment=True,
+        mixed_precision="auto",
         backup_every=500,
     )
 
@@ -228,6 +235,7 @@ def cifar10_resnet18():
     Time: not measured yet; estimate 30-60 s per epoch on a current GPU, 200 epochs: 2-3 h.
     Expected: the paper reports 93.58% for rec-LRA on CIFAR-10 (not reproduced here yet);
     backprop reaches about 94-95% with this recipe.
+    Mixed precision: `auto` (float16 on a GPU, bfloat16 on a TPU, off on a CPU).
     """
     return Config(
         dataset="cifar10",
@@ -247,6 +255,7 @@ def cifar10_resnet18():
         epochs=200,
         batch_size=128,
         augment=True,
+        mixed_precision="auto",
         backup_every=1000,
     )
 
@@ -259,6 +268,7 @@ def cifar10_resnet20():
     an hour.
     Expected: not measured yet; published top-1 errors with this network are BP 8.63%,
     FA 32.16%, DFA 45.94% (BioTorch); rec-LRA's target is close to BP.
+    Mixed precision: `auto` (float16 on a GPU, bfloat16 on a TPU, off on a CPU).
     """
     return Config(
         dataset="cifar10",
@@ -279,6 +289,7 @@ def cifar10_resnet20():
         epochs=160,
         batch_size=128,
         augment=True,
+        mixed_precision="auto",
         backup_every=1000,
     )
 
@@ -292,6 +303,7 @@ def imagenet_resnet18():
     Machine: a TPU v3-8 / v4-8 VM or 8 GPUs. Time: not measured; estimate 10-15 minutes per
     epoch on 8 accelerators, about a day in all (tfds prepares ImageNet first: hours).
     Expected: not measured; backprop ResNet-18 reaches about 70% top-1 with this recipe.
+    Mixed precision: `auto` (float16 on a GPU, bfloat16 on a TPU, off on a CPU).
     """
     return Config(
         dataset="imagenet2012",
@@ -311,6 +323,7 @@ def imagenet_resnet18():
         epochs=90,
         batch_size=1024,
         augment=True,
+        mixed_precision="auto",
         backup_every=1000,
     )
 

@@ -83,6 +83,11 @@ _DETERMINISTIC = flags.DEFINE_bool("deterministic", None, "Bit-reproducible run 
 _STRATEGY = flags.DEFINE_string("strategy", None, "auto, one_device, mirrored, multi_worker, tpu.")
 _TPU_ADDRESS = flags.DEFINE_string("tpu_address", None, "TPU name, grpc:// address or local.")
 _JIT_COMPILE = flags.DEFINE_string("jit_compile", None, "XLA: auto (on for GPU/TPU), on, off.")
+_MIXED_PRECISION = flags.DEFINE_string(
+    "mixed_precision", None,
+    "Keras mixed precision: off, bfloat16, float16 or auto (bfloat16 on TPU, float16 on GPU, "
+    "off on CPU).",
+)
 _DIAGNOSTICS_EVERY = flags.DEFINE_integer(
     "diagnostics_every", None, "Steps between alignment probes (0: off)."
 )

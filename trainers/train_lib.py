@@ -48,13 +48,16 @@ from rlra_tf import data, distribute, rules
 from trainers import presets
 from trainers.builders import (
     JIT_COMPILE,
+    MIXED_PRECISION,
     NO_DECAY,
     OPTIMIZERS,
     SCHEDULES,
     build_model,
+    dtype_policy,
     make_optimizer,
     make_rule,
     model_names,
+    policy_name,
 )
 from trainers.config_checks import check_dataset, validate
 from trainers.errors import NonFiniteLossError, TrainerError, fail
@@ -100,7 +103,8 @@ __all__ = [
     "TENSORBOARD_DIR", "WORKERS_DIR",
     "EpochScalars", "EpochTimer", "NonFiniteGuard", "NonFiniteLossError", "StepBackup",
     "TrainerError",
-    "build_model", "check_dataset", "config_summary", "epoch_seed", "make_optimizer",
+    "MIXED_PRECISION", "build_model", "check_dataset", "config_summary", "dtype_policy",
+    "epoch_seed", "make_optimizer", "policy_name",
     "make_rule", "model_names", "preflight", "prepare_workdir", "steps_per_epoch",
     "tensorboard_callback", "train_and_evaluate", "train_epoch", "train_epochs", "validate",
 ]
@@ -200,7 +204,8 @@ def _run(config, workdir, overwrite, extra_callbacks, verbose):
     tf.io.gfile.makedirs(outdir)
     write_json(join(outdir, CONFIG_FILE), config.to_json())
 
-    with strategy.scope():
+    policy = policy_name(config.mixed_precision)
+    with strategy.scope(), dtype_policy(policy):
         keras.utils.set_random_seed(config.seed)
         model = build_model(config, ds_info)
         model.compile(
@@ -299,6 +304,7 @@ def _run(config, workdir, overwrite, extra_callbacks, verbose):
         "num_replicas": strategy.num_replicas_in_sync,
         "strategy": type(strategy).__name__,
         "jit_compile": bool(model.jit_compile or getattr(model, "_inner_jit", False)),
+        "dtype_policy": policy,  # what --mixed_precision resolved to on this machine
         "parameters": {"forward": int(n_fwd), "feedback": int(n_fb)},
         "rule": rules.serialize(model.rule),
         "config": config.to_json(),

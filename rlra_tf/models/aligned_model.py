@@ -280,18 +280,21 @@ class AlignedModel(keras.Model):
         with tf.GradientTape(persistent=True) as tape:
             trace = self.trace(self._noisy(x, iteration), training=True, local=True)
 
-        def local_gradients(pres, signals):
+        def local_gradients(pres, signals, sources=()):
             n = tf.cast(tf.shape(pres[0])[0], tf.float32)
             # Signals (float32) meet the pre-activations in their compute dtype; the updates
             # of the float32 variables come out in float32.
+            sources = list(sources)
             grads = tape.gradient(
-                pres, variables,
+                pres, variables + sources,
                 output_gradients=[
                     tf.cast(tf.stop_gradient(tf.cast(s, tf.float32)) / n, p.dtype)
                     for p, s in zip(pres, signals)
                 ],
             )
-            return {id(v): (g, v) for g, v in zip(grads, variables) if g is not None}
+            k = len(variables)
+            own = {id(v): (g, v) for g, v in zip(grads[:k], variables) if g is not None}
+            return own, grads[k:]
 
         pairs = self.rule.updates(trace, labels, local_gradients)
         assigns = self.rule.synapse_assignments(trace, iteration, seed=self.noise_seed)

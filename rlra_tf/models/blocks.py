@@ -27,7 +27,8 @@ class AlignedBlock(keras.layers.Layer):
     """Base class of blocks. A block owns its units (`unit_layers`), output unit last.
 
     Subclasses implement `trace(inputs, training, local)` and
-    `input_displacement(block_trace, signals)`.
+    `input_displacement(block_trace, leaving)`, where `leaving` holds, per unit, the
+    `(main, shortcut)` errors the unit sends down (`rlra_tf.rules.base.leaving_errors`).
     """
 
     @property
@@ -75,14 +76,10 @@ class UnitStack(AlignedBlock):
             z = units[-1].outputs
         return BlockTrace(block=self, inputs=inputs, units=units)
 
-    def input_displacement(self, block_trace, signals, through=False):
-        """The first unit's feedback carries its signal to the block input (`through`: after
-        the unit's own normalisation, ALGORITHM.md 3.5a)."""
+    def input_displacement(self, block_trace, leaving):
+        """The first unit's feedback carries the error it sends down to the block input."""
         first = self.unit_layers[0]
-        e = signals[0]
-        if through:
-            e = first.norm_transpose(e, block_trace.units[0])
-        return first.feedback_input(e), [(first.feedback, first.kernel)]
+        return first.feedback_input(leaving[0][0]), [(first.feedback, first.kernel)]
 
     def get_config(self):
         config = super().get_config()

@@ -184,21 +184,17 @@ class ResidualBlock(AlignedBlock):
             z = units[-1].outputs
         return BlockTrace(block=self, inputs=inputs, units=units)
 
-    def input_displacement(self, block_trace, signals, through=False):
+    def input_displacement(self, block_trace, leaving):
         """First unit's `conv2d_transpose(e_1, F_1)` plus the shortcut path (see the class).
 
-        With `through`, each error first goes back through the BatchNorm it left by: the first
-        unit's, and the projection's on the shortcut (an identity shortcut has none).
+        `leaving` holds the errors as each unit sends them down: with `norm_feedback="through"`
+        the first unit's after its BatchNorm's transpose, and the output unit's shortcut error
+        after the projection's BatchNorm (an identity shortcut has none).
         """
         first, out = self.unit_layers[0], self.unit_layers[-1]
-        first_trace, out_trace = block_trace.units[0], block_trace.units[-1]
-        e_first, e_out = signals[0], signals[-1]
-        if through:
-            e_first = first.norm_transpose(e_first, first_trace)
-            e_out = out.shortcut_norm_transpose(e_out, out_trace)
         shape = tf.shape(block_trace.inputs)
-        d = first.feedback_input(e_first, input_shape=shape)
-        d = d + out.shortcut_feedback_input(e_out, input_shape=shape)
+        d = first.feedback_input(leaving[0][0], input_shape=shape)
+        d = d + out.shortcut_feedback_input(leaving[-1][1], input_shape=shape)
         return d, [(first.feedback, first.kernel)] + out.shortcut_feedback_pairs
 
     def get_config(self):
@@ -335,10 +331,9 @@ class ResNetStem(AlignedBlock):
             padding="SAME",
         )
 
-    def input_displacement(self, block_trace, signals, through=False):
+    def input_displacement(self, block_trace, leaving):
         unit = self.unit_layers[0]
-        e = unit.norm_transpose(signals[0], block_trace.units[0]) if through else signals[0]
-        d = unit.feedback_input(e, input_shape=tf.shape(block_trace.inputs))
+        d = unit.feedback_input(leaving[0][0], input_shape=tf.shape(block_trace.inputs))
         return d, [(unit.feedback, unit.kernel)]
 
     def get_config(self):
@@ -424,9 +419,9 @@ class PooledHead(AlignedBlock):
         units = [trace_unit(unit, isolate(pooled, local), training=training)]
         return BlockTrace(block=self, inputs=inputs, units=units)
 
-    def input_displacement(self, block_trace, signals, through=False):
+    def input_displacement(self, block_trace, leaving):
         unit = self.unit_layers[0]
-        d = unit.feedback_input(signals[0])  # (batch, channels)
+        d = unit.feedback_input(leaving[0][0])  # (batch, channels)
         if self.spatial_feedback == "mean":
             shape = tf.shape(block_trace.inputs)
             d = d / tf.cast(shape[1] * shape[2], d.dtype)

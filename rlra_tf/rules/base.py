@@ -33,9 +33,24 @@ class Signals:
     skip_used: List[int]
 
 
+def leaving_errors(unit_trace, error, through):
+    """`(main, shortcut)`: the error as it leaves a unit through `F` and through its
+    projection's synapse, worked out from the formula (ALGORITHM.md 3.5a).
+
+    Without `through`, or for a path without a normalisation, the error as it is.
+    """
+    if not through:
+        return error, error
+    unit = unit_trace.unit
+    main = unit.norm_transpose(error, unit_trace)
+    shortcut_transpose = getattr(unit, "shortcut_norm_transpose", None)
+    shortcut = error if shortcut_transpose is None else shortcut_transpose(error, unit_trace)
+    return main, shortcut
+
+
 def propagate(
     trace, output_err, signal_fn: Callable, use_skip: Callable,
-    after_block: Optional[Callable] = None, through: bool = False,
+    on_unit: Optional[Callable] = None, through: bool = False,
 ) -> Signals:
     """Walk the blocks from the head down and form every unit's signal.
 
@@ -45,83 +60,117 @@ def propagate(
         signal_fn: `(unit_trace, displacement) -> signal` for a hidden unit.
         use_skip: `(block_index, unit_index, block_trace) -> bool`, whether a unit takes its
             displacement straight from `e_L` through its skip synapse.
-        after_block: optional `(block_index, block_signals) -> tensors`, called once a
-            block's signals are formed (the head first, with `[e_L]`); it typically computes
-            that block's weight updates and returns them. The next block's signals are then
-            computed only after those tensors (control dependencies), so a step holds one
-            block's error temporaries at a time beyond the forward trace, whose tensors are
-            freed block by block from the top, as in backprop (ALGORITHM.md, issue 3 item 4).
+        on_unit: optional `(block_index, unit_index, unit_trace, signal) -> (leaving, deps)`,
+            called as soon as a unit's signal is formed (the head first, with `e_L`). It
+            typically computes that unit's weight updates (`UnitUpdates`) and returns the
+            `(main, shortcut)` errors the unit sends down (`leaving_errors`) and the update
+            tensors. A block's signals are computed only after the updates of the block
+            above (control dependencies), so a step holds one block's error temporaries at
+            a time beyond the forward trace, freed block by block from the top as in
+            backprop. Without it, the leaving errors come from `leaving_errors`.
         through: carry every signal back through the normalisation of the unit it leaves
             before an adjacent synapse takes it down (ALGORITHM.md 3.5a, `norm_feedback`).
 
     A displacement is only computed where it is used, so with skip synapses the blocks are
     independent of each other (in a traced graph, nothing links them but `e_L` and, with
-    `after_block`, the execution order).
+    `on_unit`, the execution order).
     """
     blocks = trace.blocks
-    per_block: Dict[int, List[tf.Tensor]] = {len(blocks) - 1: [output_err]}
-    feedback_used, skip_used = [], []
+    head = len(blocks) - 1
     offsets = [0]
-    for b in blocks:
-        offsets.append(offsets[-1] + len(b.units))
-    done = after_block(len(blocks) - 1, per_block[len(blocks) - 1]) if after_block else None
-    for b in range(len(blocks) - 2, -1, -1):
+    for bt in blocks:
+        offsets.append(offsets[-1] + len(bt.units))
+    walk = _Walk(blocks, output_err, signal_fn, use_skip, on_unit, through, offsets)
+    per_block: Dict[int, List[tf.Tensor]] = {head: [output_err]}
+    done = walk.formed(head, 0, output_err)
+    for b in range(head - 1, -1, -1):
         with tf.control_dependencies(done) if done else contextlib.nullcontext():
-            per_block[b] = _block_signals(
-                blocks, b, per_block, output_err, signal_fn, use_skip, offsets,
-                feedback_used, skip_used, through,
-            )
-        if after_block is not None:
-            done = after_block(b, per_block[b])
+            per_block[b], done = walk.block(b)
     per_unit = [s for b in range(len(blocks)) for s in per_block[b]]
-    return Signals(per_unit=per_unit, feedback_used=feedback_used, skip_used=skip_used)
+    return Signals(per_unit=per_unit, feedback_used=walk.feedback_used,
+                   skip_used=walk.skip_used)
 
 
-def _block_signals(blocks, b, per_block, output_err, signal_fn, use_skip, offsets,
-                   feedback_used, skip_used, through):
-    """The signals of block `b`'s units, output unit first, from the block above."""
-    bt = blocks[b]
-    sig: List[tf.Tensor] = [None] * len(bt.units)
-    for i in range(len(bt.units) - 1, -1, -1):
-        ut = bt.units[i]
-        if use_skip(b, i, bt):
-            d = ut.unit.skip_displacement(output_err)
-            skip_used.append(offsets[b] + i)
-        elif i == len(bt.units) - 1:
-            above = blocks[b + 1]
-            d, used = above.block.input_displacement(above, per_block[b + 1], through=through)
-            feedback_used.extend(used)
-            # A block with a non-parameterised op after its output unit (the ImageNet
-            # stem's max-pool) carries the displacement back through that op.
-            to_unit = getattr(bt.block, "output_displacement", None)
-            if to_unit is not None:
-                d = to_unit(bt, d)
-        else:
-            nxt = bt.units[i + 1].unit
-            e = sig[i + 1]
-            if through:
-                e = nxt.norm_transpose(e, bt.units[i + 1])
-            d = nxt.feedback_input(e)
-            feedback_used.append((nxt.feedback, nxt.kernel))
-        sig[i] = signal_fn(ut, d)  # d broadcasts against ut.pre
-    return sig
+class _Walk:
+    """The state of one top-down pass of `propagate`: the errors each unit sent down."""
+
+    def __init__(self, blocks, output_err, signal_fn, use_skip, on_unit, through, offsets):
+        self.blocks, self.output_err = blocks, output_err
+        self.signal_fn, self.use_skip, self.on_unit = signal_fn, use_skip, on_unit
+        self.through, self.offsets = through, offsets
+        self.leaving = {}  # (block, unit) -> (main, shortcut) errors the unit sends down
+        self.feedback_used, self.skip_used = [], []
+
+    def formed(self, b, i, signal):
+        """Unit `i` of block `b` has its signal: its updates, and what it sends down."""
+        ut = self.blocks[b].units[i]
+        if self.on_unit is None:
+            self.leaving[(b, i)] = leaving_errors(ut, signal, self.through)
+            return []
+        self.leaving[(b, i)], deps = self.on_unit(b, i, ut, signal)
+        return deps
+
+    def block(self, b):
+        """The signals of block `b`'s units, output unit first, and their update tensors."""
+        bt = self.blocks[b]
+        sig: List[tf.Tensor] = [None] * len(bt.units)
+        deps = []
+        for i in range(len(bt.units) - 1, -1, -1):
+            ut = bt.units[i]
+            if self.use_skip(b, i, bt):
+                d = ut.unit.skip_displacement(self.output_err)
+                self.skip_used.append(self.offsets[b] + i)
+            elif i == len(bt.units) - 1:
+                above = self.blocks[b + 1]
+                leaving = [self.leaving[(b + 1, j)] for j in range(len(above.units))]
+                d, used = above.block.input_displacement(above, leaving)
+                self.feedback_used.extend(used)
+                # A block with a non-parameterised op after its output unit (the ImageNet
+                # stem's max-pool) carries the displacement back through that op.
+                to_unit = getattr(bt.block, "output_displacement", None)
+                if to_unit is not None:
+                    d = to_unit(bt, d)
+            else:
+                nxt = bt.units[i + 1].unit
+                d = nxt.feedback_input(self.leaving[(b, i + 1)][0])
+                self.feedback_used.append((nxt.feedback, nxt.kernel))
+            sig[i] = self.signal_fn(ut, d)  # d broadcasts against ut.pre
+            deps += self.formed(b, i, sig[i])
+        return sig, deps
 
 
-def block_updates(trace, local_gradients, grads):
-    """An `after_block` for `propagate` that computes each block's local updates into `grads`.
+class UnitUpdates:
+    """An `on_unit` for `propagate` that computes each unit's local updates into `grads`.
 
-    `grads` (a dict) receives `{id(variable): (update, variable)}` for the units of every
-    block as its signals are formed; the updates are returned so that the next block waits
-    for them.
+    One backward pass through the unit (`local_gradients`) gives its parameters' updates and,
+    with `through`, the errors it sends down: the gradient of `sum(e * h) / n` with respect
+    to the linear responses in front of its BatchNorms is `N'^T e / n`, the same transpose the
+    unit's own kernel update goes through, so it is computed once (ALGORITHM.md 3.5a).
+
+    Attributes:
+        grads: `{id(variable): (update, variable)}` of every unit seen so far.
     """
 
-    def after_block(b, signals):
-        units = trace.blocks[b].units
-        block_grads = local_gradients([u.pre for u in units], signals)
-        grads.update(block_grads)
-        return [u for u, _ in block_grads.values()]
+    def __init__(self, local_gradients, through):
+        self.local_gradients = local_gradients
+        self.through = through
+        self.grads = {}
 
-    return after_block
+    def __call__(self, b, i, ut, signal):
+        sources = []
+        if self.through:
+            sources = [t for t in (ut.linear, ut.shortcut_linear) if t is not None]
+        unit_grads, source_grads = self.local_gradients([ut.pre], [signal], sources)
+        self.grads.update(unit_grads)
+        main = shortcut = signal
+        if self.through:
+            n = tf.cast(tf.shape(signal)[0], tf.float32)
+            got = iter(tf.cast(g, tf.float32) * n for g in source_grads)
+            if ut.linear is not None:
+                main = next(got)
+            if ut.shortcut_linear is not None:
+                shortcut = next(got)
+        return (main, shortcut), [u for u, _ in unit_grads.values()]
 
 
 # Noise examples per mirror estimate when `mirror_batch` is not given (ALGORITHM.md 3.7):
@@ -230,10 +279,12 @@ class Rule(abc.ABC):
         Args:
             trace: the `Trace` of the forward pass (training mode).
             labels: float one-hot (or smoothed) labels, shape (batch, K).
-            local_gradients: `(pres, signals) -> {id(variable): (update, variable)}`: for every
-                unit given, the derivative of `sum(signal * h) / n` with respect to that
-                unit's own parameters, its input held constant. It may be called several
-                times, for disjoint sets of units (block by block: `block_updates`).
+            local_gradients: `(pres, signals, sources=()) -> (grads, source_grads)`: for
+                every unit given, the derivative of `sum(signal * h) / n` with respect to
+                that unit's own parameters, its input held constant, as
+                `{id(variable): (update, variable)}`, and the derivatives with respect to
+                the given `sources` (tensors inside those units). It may be called several
+                times, for disjoint sets of units (unit by unit: `UnitUpdates`).
         """
 
     def synapse_assignments(self, trace, step, seed=0):

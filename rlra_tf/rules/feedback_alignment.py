@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from rlra_tf.rules.base import (
     Rule,
-    block_updates,
+    UnitUpdates,
     check_choice,
     check_mirror_options,
     mirror_assignments,
@@ -66,7 +66,7 @@ class FA(Rule):
             trace, step, self.mirror_rate, self.mirror_batch, self.mirror_every, seed
         )
 
-    def signals(self, trace, labels, after_block=None):
+    def signals(self, trace, labels, on_unit=None):
         """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
 
@@ -78,14 +78,14 @@ class FA(Rule):
             return self.direct
 
         return e_out, propagate(
-            trace, e_out, delta, use_skip, after_block,
+            trace, e_out, delta, use_skip, on_unit,
             through=self.norm_feedback == "through",
         )
 
     def updates(self, trace, labels, local_gradients):
-        grads = {}
-        self.signals(trace, labels, block_updates(trace, local_gradients, grads))
-        return list(grads.values())
+        weight_updates = UnitUpdates(local_gradients, self.norm_feedback == "through")
+        self.signals(trace, labels, weight_updates)
+        return list(weight_updates.grads.values())
 
 
 class WM(FA):

@@ -4,7 +4,7 @@ import tensorflow as tf
 
 from rlra_tf.rules.base import (
     Rule,
-    block_updates,
+    UnitUpdates,
     check_choice,
     check_mirror_options,
     check_nonnegative,
@@ -132,10 +132,10 @@ class RecLRA(Rule):
         """Whether unit `i` of block `b` takes its displacement from `e_L` (skip synapse)."""
         return self.feedback == "skip" and i == len(block_trace.units) - 1  # output unit
 
-    def signals(self, trace, labels, after_block=None):
+    def signals(self, trace, labels, on_unit=None):
         """The error units `e_u` of every unit (head: `e_L`) and which synapses carried them.
 
-        `after_block` is passed to `propagate` (block-by-block updates).
+        `on_unit` is passed to `propagate` (unit-by-unit updates).
         """
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
 
@@ -148,30 +148,29 @@ class RecLRA(Rule):
             return self.error_unit(z, target)
 
         return e_out, propagate(
-            trace, e_out, target_error, self.use_skip, after_block,
+            trace, e_out, target_error, self.use_skip, on_unit,
             through=self.norm_feedback == "through",
         )
 
     def updates(self, trace, labels, local_gradients):
-        grads, hebbian = {}, []
-        weight_updates = block_updates(trace, local_gradients, grads)
+        hebbian = []
+        weight_updates = UnitUpdates(local_gradients, self.norm_feedback == "through")
         head = len(trace.blocks) - 1
         e_out = []
 
-        def after_block(b, signals):
-            done = weight_updates(b, signals)
+        def on_unit(b, i, ut, signal):
+            leaving, done = weight_updates(b, i, ut, signal)
             if b == head:
-                e_out.append(signals[0])
-            elif self.gamma > 0.0 and self.skip_update == "hebbian":
-                bt = trace.blocks[b]
-                for i, ut in enumerate(bt.units):
-                    if self.use_skip(b, i, bt):
-                        d_skip = ut.unit.skip_hebbian_update(e_out[0], signals[i])
-                        hebbian.append((self.gamma * d_skip, ut.unit.skip_feedback))
-                        done.append(d_skip)
-            return done
+                e_out.append(signal)
+            elif (self.gamma > 0.0 and self.skip_update == "hebbian"
+                  and self.use_skip(b, i, trace.blocks[b])):
+                d_skip = ut.unit.skip_hebbian_update(e_out[0], signal)
+                hebbian.append((self.gamma * d_skip, ut.unit.skip_feedback))
+                done.append(d_skip)
+            return leaving, done
 
-        _, sig = self.signals(trace, labels, after_block)
+        _, sig = self.signals(trace, labels, on_unit)
+        grads = weight_updates.grads
         pairs = list(grads.values())
         if self.gamma > 0.0 and self.synapse_update == "lra":
             for feedback, kernel in sig.feedback_used:

@@ -171,6 +171,28 @@ def test_non_finite_loss_stops_naming_step_and_rule(tmp_path, mock_fmnist, capsy
     assert np.isfinite(last.evaluate(x, y, verbose=0, return_dict=True)["loss"])
 
 
+def test_mixed_precision_trains_records_and_restores_the_policy(tmp_path, mock_fmnist, capsys):
+    """`--mixed_precision=bfloat16`: the model is built under mixed_bfloat16 (its file says
+    so), config.json and metrics.json record the setting and the policy, and the process's
+    global policy is float32 again afterwards."""
+    workdir = str(tmp_path / "run")
+    code, out, err = run_main(
+        ["--preset=tiny_resnet", f"--workdir={workdir}", f"--data_dir={mock_fmnist}",
+         "--mixed_precision=bfloat16"], capsys
+    )
+    assert code == 0, err
+    with open(os.path.join(workdir, "config.json")) as f:
+        assert json.load(f)["mixed_precision"] == "bfloat16"
+    with open(os.path.join(workdir, "metrics.json")) as f:
+        metrics = json.load(f)
+    assert metrics["dtype_policy"] == "mixed_bfloat16" and np.isfinite(metrics["test_loss"])
+    assert keras.config.dtype_policy().name == "float32"
+    model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+    assert {u.compute_dtype for u in model.unit_layers} == {"bfloat16"}
+    assert {w.dtype for w in model.weights} == {"float32"}
+    assert train_lib.policy_name("auto") == "float32"  # this machine has no GPU or TPU
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: a message that says what is wrong and what is allowed, exit status 2, and no
 # workdir written.
@@ -187,6 +209,10 @@ BAD_FLAGS = [
     (["--learning_rate=-0.1"], ["learning_rate", "> 0", "learning_rate=-0.1"]),
     (["--num_classes=100"], ["num_classes=100", "fashion_mnist has 10 classes"]),
     (["--image_shape=32,32,3"], ["(32, 32, 3)", "(28, 28, 1)"]),
+    (["--mixed_precision=half"], ["mixed_precision='half'", "'bfloat16'", "'float16'", "'auto'"]),
+    (["--rule=dfa", "--synapse_update=mirror"], ["'dfa' takes no parameters",
+                                                 "synapse_update='mirror'"]),
+    (["--synapse_update=kolen"], ["synapse_update='kolen'", "'mirror'"]),
 ]
 
 
