@@ -12,7 +12,8 @@ default with one revision-2 change removed, and the first reconstruction). After
 a callback evaluates the full 10,000-image test split, outside the trainer's epoch timer. Runs
 go seed by seed, every rule within a seed, one after the other in this process; the JSON is
 rewritten after every run, and a rerun with the same settings skips the runs it already holds
-(`--noresume` retrains them).
+(`--noresume` retrains them). `--model=resnet32` (or `resnet56`, any CIFAR-family depth) runs
+the same budget on a deeper network of the same family (the depth study).
 
     python -m benchmarks.resnet_accuracy --seeds=0,1,2              # ~1 h on 2 shared cores
     python -m benchmarks.resnet_accuracy --rules=bp,rec_lra --epochs=1 --train_limit=2560
@@ -51,6 +52,9 @@ NAMES = RULES + tuple(VARIANTS)
 BAR_TO_BP = 1.0  # points: rec_lra at most this far below bp
 BAR_ABOVE_FA_DFA = 10.0  # points: rec_lra at least this far above fa and dfa
 
+_MODEL = flags.DEFINE_string(
+    "model", "resnet20", "The ResNet of the CIFAR family: resnet20, resnet32, resnet56, ..."
+)
 _RULES = flags.DEFINE_list(
     "rules", list(RULES), f"Rules and ablations to train: {', '.join(NAMES)}."
 )
@@ -92,6 +96,7 @@ def run_config(name, seed):
         raise ValueError(f"Expected rules among {NAMES}, received: {name!r}")
     rule = "rec_lra" if name in VARIANTS else name
     changes = dict(
+        model=_MODEL.value,
         rule=rule,
         seed=seed,
         epochs=_EPOCHS.value,
@@ -215,7 +220,8 @@ def main(argv):
     png = os.path.splitext(out)[0] + ".png"
     budget = {
         "preset": PRESET,
-        "model": "resnet20 (CIFAR stem, 16/32/64 channels, BatchNorm, ReLU), 28x28x1 input",
+        "model": f"{_MODEL.value} (CIFAR stem, 16/32/64 channels, BatchNorm, ReLU), 28x28x1 "
+                 "input",
         "dataset": "fashion_mnist",
         "train_examples": _TRAIN_LIMIT.value or 58000,
         "epochs": _EPOCHS.value,
@@ -238,7 +244,8 @@ def main(argv):
             old = json.load(f)
         runs = old.get("runs", [])
     evaluator = TestEvaluator(data.load("fashion_mnist", "test", 500))
-    title = (f"ResNet-20 on Fashion-MNIST: {budget['train_examples']} train examples, "
+    depth = _MODEL.value.replace("resnet", "ResNet-")
+    title = (f"{depth} on Fashion-MNIST: {budget['train_examples']} train examples, "
              f"{_EPOCHS.value} epochs, {_OPTIMIZER.value} lr {_LR.value} {_SCHEDULE.value}, "
              f"batch {_BATCH.value}")
     start = time.time()
