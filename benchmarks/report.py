@@ -14,13 +14,16 @@ The verdict functions (`*_verdict`) are pure: summaries in, `Verdict` out.
 This module frames the report (the header with the table of sources, the verdicts at a glance,
 the GPU/TPU presets) and puts it together (`render`, `main`); the rest lives beside it:
 
-    report_common.py        the result files (`load_results`, `Source`), published figures,
-                            Markdown helpers
-    report_verdicts.py      the bars, the summaries and the pure verdict functions
-    report_accuracy.py      claims 1 and 2, the bars of issues 2 and 3
-    report_speed.py         claim 3: step time and chain length
-    report_diagnostics.py   claim 4 (alignment) and the diagnostics overhead
-    report_export.py        export parity
+    report_common.py          the result files (`load_results`, `Source`), published
+                              figures, the order of the rules, Markdown helpers
+    report_verdicts.py        the bars of every issue, the summaries and the pure verdict
+                              functions of claims 1-4 and issues 2 and 3
+    report_rev2_verdicts.py   the verdicts of the revision-2 issue and of issue 12, and the
+                              summaries they take
+    report_accuracy.py        claims 1 and 2, the bars of issues 2 and 3 (superseded)
+    report_speed.py           claim 3: step time and chain length
+    report_diagnostics.py     claim 4 (alignment) and the diagnostics overhead
+    report_export.py          export parity
 
 Their public names are re-exported here (`report.step_rows`, `report.HOLDS`, ...).
 """
@@ -48,19 +51,38 @@ from benchmarks.report_common import (
     Source,
     load_results,
     mean_spread,
+    ordered,
     pct,
     table,
 )
 from benchmarks.report_diagnostics import section_alignment, section_overhead
 from benchmarks.report_export import section_export
+from benchmarks.report_rev2_verdicts import (
+    bar_conditions,
+    float16_headroom_verdict,
+    hyper_parameter_differences,
+    mixed_precision_verdict,
+    precision_pairs,
+    rev2_mlp_verdict,
+    rev2_resnet_verdict,
+    sgd_recipe_verdict,
+    step_conditions,
+    step_cost_verdict,
+)
 from benchmarks.report_speed import section_cheaper
 from benchmarks.report_verdicts import (
     FAILS,
+    FLOAT16_MAX,
     GENERALISE_TOLERANCE,
     HOLDS,
+    MIXED_PRECISION_BAR,
     MLP_BAR,
     OVERHEAD_BAR,
     RESNET_BAR,
+    REV2_MLP_BAR,
+    REV2_RESNET_BAR,
+    REV2_SGD_BAR,
+    STEP_COST_BAR,
     UNKNOWN,
     Verdict,
     accuracy_summary,
@@ -79,12 +101,18 @@ from benchmarks.report_verdicts import (
 __all__ = [
     # report_common
     "BENCHMARKS", "PUBLISHED", "PUBLISHED_SOURCE", "QUICK", "RESULTS_DIR", "RULE_ORDER",
-    "SCRIPTS", "Source", "load_results", "mean_spread", "pct", "table",
+    "SCRIPTS", "Source", "load_results", "mean_spread", "ordered", "pct", "table",
     # report_verdicts
-    "FAILS", "GENERALISE_TOLERANCE", "HOLDS", "MLP_BAR", "OVERHEAD_BAR", "RESNET_BAR",
-    "UNKNOWN", "Verdict", "accuracy_summary", "alignment_verdict", "best_step_times",
-    "chain_verdict", "convergence_verdicts", "generalisation_verdict", "mlp_bar_verdict",
-    "overhead_verdict", "resnet_bar_verdict", "step_rows", "step_time_verdict",
+    "FAILS", "FLOAT16_MAX", "GENERALISE_TOLERANCE", "HOLDS", "MIXED_PRECISION_BAR", "MLP_BAR",
+    "OVERHEAD_BAR", "RESNET_BAR", "REV2_MLP_BAR", "REV2_RESNET_BAR", "REV2_SGD_BAR",
+    "STEP_COST_BAR", "UNKNOWN", "Verdict", "accuracy_summary", "alignment_verdict",
+    "best_step_times", "chain_verdict", "convergence_verdicts", "generalisation_verdict",
+    "mlp_bar_verdict", "overhead_verdict", "resnet_bar_verdict", "step_rows",
+    "step_time_verdict",
+    # report_rev2_verdicts
+    "bar_conditions", "float16_headroom_verdict", "hyper_parameter_differences",
+    "mixed_precision_verdict", "precision_pairs", "rev2_mlp_verdict", "rev2_resnet_verdict",
+    "sgd_recipe_verdict", "step_conditions", "step_cost_verdict",
     # the sections
     "accuracy_table", "section_alignment", "section_cheaper", "section_converge",
     "section_export", "section_generalise", "section_mlp_bar", "section_overhead",
@@ -207,11 +235,13 @@ def render(results_dir=RESULTS_DIR, out="BENCHMARKS.md"):
               ("Converges sooner (epochs)", v_conv[0]),
               ("Converges sooner (wall-clock)", v_conv[1])]
     claims += [("Cheaper updates: step time rec_lra <= bp", v_cheap[0]),
-               ("Parallelisable updates: chain length", v_cheap[1])]
+               ("Parallelisable updates: chain length of the default rec_lra", v_cheap[1]),
+               ("Parallelisable updates: chain length of rec_lra_skip", v_cheap[2])]
     claims += [("Alignment: rec_lra's updates are descent directions", v_align[0]),
-               ("Issue 2: MLP bar", v_bar2), ("Issue 3: ResNet-20 accuracy bar", v_bar3[0]),
-               ("Issue 3: ResNet-18 step-time bar", v_bar3[1]),
-               ("Export parity", v_export), ("Diagnostics overhead < 10%", v_overhead)]
+               ("Issue 2: MLP bar", v_bar2),
+               ("Issue 3 (superseded): ResNet-20 accuracy bar", v_bar3[0]),
+               ("Issue 3 (superseded): ResNet-18 step-time bar", v_bar3[1])]
+    claims += [("Export parity", v_export), ("Diagnostics overhead < 10%", v_overhead)]
     parts = [section_header(results, root, results_dir), section_summary(claims), gen, conv,
              cheap, align, bar2, bar3, export, overhead, section_cloud()]
     return "\n\n".join(parts).rstrip() + "\n"
