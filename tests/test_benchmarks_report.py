@@ -342,3 +342,67 @@ def test_chain_verdict_says_the_default_grows_and_reports_the_skip_variant():
     assert report.chain_verdict(rows, "rec_lra_skip").status == report.FAILS
     assert report.chain_verdict(chain_rows({"bp": [99, 261]}), "rec_lra_skip").status \
         == report.UNKNOWN
+
+
+def test_report_renders_the_revision2_and_mixed_precision_sections(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    write(str(results), "resnet_accuracy", resnet_json(R20))
+    write(str(results), "resnet_ablation", dict(
+        resnet_json({"rec_lra": [0.85], "rec_lra-no_mirror": [0.40], "rec_lra-first": [0.45]}),
+        budget=dict(ADAM_BUDGET, ablations={"rec_lra-no_mirror": {"synapse_update": "lra"}})))
+    write(str(results), "resnet_sgd", resnet_json({"bp": [0.86, 0.862], "rec_lra": [0.84, 0.842]},
+                                                  SGD_BUDGET, SGD_CONFIG))
+    cpu = {"forward": 1.0, "bp": 4.0, "fa": 4.1, "wm": 4.3, "rec_lra": 4.12,
+           "rec_lra_every4": 4.04, "rec_lra_nomirror": 3.914}
+    write(str(results), "step_time", step_json(cpu))
+    write(str(results), "resnet_accuracy_bf16", resnet_json(
+        {"bp": [0.856], "rec_lra": [0.848]}, config=dict(REV2_CONFIG, mixed_precision="bfloat16")))
+    write(str(results), "mixed_precision", {
+        "date": "2030-02-03", "settings": {"model": "resnet20", "batch_size": 128},
+        "results": [{"policy": p, "rule": r, "median_step_seconds": s, "median_cpu_seconds": s}
+                    for p, s in (("float32", 1.0), ("mixed_bfloat16", 1.5)) for r in ("bp",)],
+        "float16_headroom": {"conv_0": {"max_abs_error": 3.0, "max_abs_displacement": 9.0,
+                                        "max_abs_pre_activation": 30.0, "finite": True}},
+        "float16_max": 65504.0})
+    write(str(results), "chain_length", {"results": chain_rows(
+        {"bp": [99, 261], "rec_lra": [139, 373], "rec_lra_skip": [40, 40]})})
+    text = report.render(str(results), str(tmp_path / "BENCHMARKS.md"))
+
+    assert "| Revision 2: ResNet-20, rec_lra within 1.0 of bp and 10 above fa/dfa | **holds** |" \
+        in text
+    assert "| Revision 2: ResNet-20 SGD recipe, rec_lra within 1.5 of bp | **does not hold** |" \
+        in text
+    assert "| Revision 2: resnet18 CPU time rec_lra/bp <= 1.05 | **holds** |" in text
+    assert "| Revision 2: MLP, rec_lra within 0.3 of bp | **not measured** |" in text
+    assert "| Issue 12: mixed_bfloat16 within 0.5 of float32, ResNet-20 | **holds** |" in text
+    assert "| Issue 12: mixed_bfloat16 within 0.5 of float32, MLP | **not measured** |" in text
+    assert "| Issue 12: float16 headroom | **holds** |" in text
+    assert "| Parallelisable updates: chain length of the default rec_lra | **does not hold** |" \
+        in text
+    assert "| Parallelisable updates: chain length of rec_lra_skip | **holds** |" in text
+    assert "| Issue 3 (superseded): ResNet-20 accuracy bar |" in text
+    # The tables: every rule with its seeds and difference to bp; the ablation against the
+    # default with the settings from the file; the step cost with means and memory.
+    assert "| `wm` | 84.00 ± 0.00 [84.00, 84.00] (3 seeds) | 0, 1, 2 | -1.50 | 30.0 |" in text
+    assert ("| `rec_lra-no_mirror` | the weight mirror: F follows dF = gamma dW, so it stays as "
+            "random as it started | synapse_update=lra | 40.00 | -45.00 |") in text
+    assert "bp's run of the same seed and budget (resnet_accuracy.json): 85.50%." in text
+    assert "| `rec_lra` | 4.12 | 4.53 | 1.030 | 1.030 | 8.24 | 2100 | 1.05 |" in text
+    assert "The mirror's share of rec_lra's mean CPU time (what rec_lra_nomirror saves): 5.0%." \
+        in text
+    assert "| ResNet-20 | `rec_lra` | 0 | 85.00 | 84.80 | -0.20 | policy only |" in text
+    assert "| mixed_bfloat16 | `bp` | 1.50 | 1.50 | 1.50 | 1.50 |" in text
+    assert "(`python -m benchmarks.accuracy --seeds=0 --variants=bp,rec_lra " \
+           "--mixed_precision=bfloat16 --out=benchmarks/results/accuracy_mlp_bf16.json`)" in text
+    assert "(ResNet-20, the revision-2 issue's bar; issue 3's was 2.0)" in text
+
+
+def test_report_renders_the_committed_results(tmp_path):
+    """The results in the repository, whatever their schema (files from before revision 2
+    among them), render without error and the revision-2 bars say what they lack."""
+    results = os.path.join(REPO, "benchmarks", "results")
+    if not os.path.isdir(results):
+        pytest.skip("no committed results")
+    text = report.render(results, str(tmp_path / "BENCHMARKS.md"))
+    assert "## Revision 2: rec-LRA on ResNets" in text and "## Mixed precision (issue 12)" in text
+    assert "| Revision 2: MLP, rec_lra within 0.3 of bp |" in text
