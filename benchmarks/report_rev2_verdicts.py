@@ -75,9 +75,10 @@ def bar_conditions(data, names, bar):
     """What keeps `data` (an accuracy benchmark's JSON) from measuring `bar` as the issue states
     it: a list of reasons, empty when nothing does.
 
-    Checked: every entry of `bar["budget"]` against the file's `budget` (a dict), at least
-    `bar["seeds"]` seeds for each of `names` that the file has, and that the runs were made with
-    revision 2's rules (their configs record `synapse_update`, which came with it).
+    Checked: every entry of `bar["budget"]` against the file's `budget` (a dict), every entry
+    of `bar["config"]` against each run's trainer config, at least `bar["seeds"]` seeds for each
+    of `names` that the file has, and that the runs were made with revision 2's rules (their
+    configs record `synapse_update`, which came with it).
     """
     problems = []
     budget = (data or {}).get("budget")
@@ -94,6 +95,10 @@ def bar_conditions(data, names, bar):
             problems.append(f"{name} has {len(seeds)} seed{'s' if len(seeds) != 1 else ''} of "
                             f"the {bar['seeds']} the bar asks for")
     configs = [r["config"] for r in runs if isinstance(r.get("config"), dict)]
+    for key, want in (bar.get("config") or {}).items():
+        got = sorted({str(c.get(key)) for c in configs if not _same(c.get(key), want)})
+        if got:
+            problems.append(f"{key} {', '.join(got)} (the bar's: {want})")
     if configs and not any(REVISION2_FIELD in c for c in configs):
         problems.append(f"the runs predate revision 2 (no {REVISION2_FIELD} in their configs)")
     return problems

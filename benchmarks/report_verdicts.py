@@ -19,6 +19,7 @@ OVERHEAD_BAR = 0.10
 REV2_RESNET_BAR = {
     "rec_lra_gap_to_bp": 1.0, "margin_over_fa_dfa": 10.0, "seeds": 3,
     "budget": {"train_examples": 12800, "epochs": 3, "optimizer": "adam"},
+    "config": {"model": "resnet20"},  # resnet_accuracy.py --model runs other depths too
 }
 REV2_MLP_BAR = {"rec_lra_gap_to_bp": 0.3}  # accuracy_mlp.json
 # The fmnist_resnet20 preset's recipe at the reduced budget (resnet_sgd.json), seeds 0 and 1.
@@ -26,6 +27,7 @@ REV2_SGD_BAR = {
     "rec_lra_gap_to_bp": 1.5, "seeds": 2,
     "budget": {"train_examples": 12800, "epochs": 3, "optimizer": "sgd", "learning_rate": 0.05,
                "weight_decay": 5e-4},
+    "config": {"model": "resnet20"},
 }
 # rec_lra's step over bp's in CPU time, ResNet-18 (CIFAR stem, batch 128), jit off.
 STEP_COST_BAR = {"model": "resnet18", "jit": "off", "max_cpu_ratio": 1.05}

@@ -208,6 +208,8 @@ def test_revision2_resnet_bar_holds_fails_and_needs_its_budget_and_seeds():
     v = rev2_resnet(resnet_json(R20, budget=dict(ADAM_BUDGET, epochs=2)))
     assert v.status == report.UNKNOWN and "epochs 2 (the bar's: 3)" in v.text
     assert "bp - rec_lra = 0.70 points" in v.text
+    v = rev2_resnet(resnet_json(R20, config=dict(REV2_CONFIG, model="resnet32")))
+    assert v.status == report.UNKNOWN and "model resnet32 (the bar's: resnet20)" in v.text
     v = rev2_resnet(resnet_json({k: a[:1] for k, a in R20.items()}))
     assert v.status == report.UNKNOWN and "rec_lra has 1 seed of the 3" in v.text
     old = {k: v for k, v in REV2_CONFIG.items() if k != "synapse_update"}
