@@ -104,7 +104,8 @@ def _headroom_part(source):
         "largest magnitude of its error unit `e` (float32), of the displacement its error "
         "synapse makes of it (computed in the compute dtype), and of its pre-activations `h`; "
         f"float16 overflows above {fmax:,.0f}.", "",
-        table(["unit", "max |e|", "max |F e|", "F e dtype", "max |h|", "finite"], rows), "",
+        table(["unit", r"max \|e\|", r"max \|F e\|", "F e dtype", r"max \|h\|", "finite"],
+              rows), "",
         v.render("float16 headroom")], v
 
 

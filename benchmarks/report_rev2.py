@@ -87,7 +87,8 @@ def _accuracy_part(source, root, out_dir, name, heading, verdict_fn, bar, extra_
     lines += ["", source.label(root), ""]
     if source.data.get("budget"):
         lines += [f"Budget: {budget_text(source.data['budget'])}.", ""]
-    lines += [rule_table(summary)] + (["", png_link(source, root, out_dir)] if png else [])
+    image = png_link(source, root, out_dir) if png else ""
+    lines += [rule_table(summary)] + (["", image] if image else [])
     v = verdict_fn(summary, problems)
     return lines + ["", v.render("revision-2 bar")], v
 
@@ -183,7 +184,8 @@ def _step_cost_part(results, root, out_dir):
         lines += ["", f"*{timed} timed steps is not a multiple of 4: rec_lra_every4's mean "
                   "holds more or fewer mirror steps than its share.*"]
     v = step_cost_verdict(rows, step_conditions(rows))
-    return lines + ["", png_link(st, root, out_dir), "", v.render("step cost")], v
+    image = png_link(st, root, out_dir)
+    return lines + (["", image] if image else []) + ["", v.render("step cost")], v
 
 
 def section_rev2(results, root, out_dir):

@@ -318,4 +318,5 @@ def float16_headroom_verdict(headroom, fmax=FLOAT16_MAX):
         ok = False
         parts.append("non-finite values in " + ", ".join(bad))
     return Verdict(HOLDS if ok else FAILS, "; ".join(parts) + f", against float16's largest "
-                   f"finite value {fmax:,.0f} ({len(units)} units).")
+                   f"finite value {fmax:,.0f} ({len(units)} unit{'s' if len(units) != 1 else ''})"
+                   ".")

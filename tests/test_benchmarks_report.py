@@ -350,6 +350,23 @@ def test_chain_verdict_says_the_default_grows_and_reports_the_skip_variant():
         == report.UNKNOWN
 
 
+def table_widths(text):
+    """The number of cells of every row of every Markdown table in `text` (`\\|` is a pipe
+    inside a cell), one set per table."""
+    import re
+
+    widths, current = [], None
+    for line in text.splitlines():
+        if line.startswith("|"):
+            cells = len(re.split(r"(?<!\\)\|", line.strip())) - 2
+            current = current if current is not None else set()
+            current.add(cells)
+        elif current is not None:
+            widths.append(current)
+            current = None
+    return widths + ([current] if current is not None else [])
+
+
 def test_report_renders_the_revision2_and_mixed_precision_sections(tmp_path):
     results = tmp_path / "benchmarks" / "results"
     write(str(results), "resnet_accuracy", resnet_json(R20))
@@ -399,6 +416,8 @@ def test_report_renders_the_revision2_and_mixed_precision_sections(tmp_path):
     assert "(`python -m benchmarks.accuracy --seeds=0 --variants=bp,rec_lra " \
            "--mixed_precision=bfloat16 --out=benchmarks/results/accuracy_mlp_bf16.json`)" in text
     assert "(ResNet-20, the revision-2 issue's bar; issue 3's was 2.0)" in text
+    assert "| conv_0 | 3 | 9 | ? | 30 | True |" in text
+    assert all(len(w) == 1 for w in table_widths(text)), table_widths(text)
 
 
 def test_report_renders_the_committed_results(tmp_path):
