@@ -429,3 +429,4 @@ def test_report_renders_the_committed_results(tmp_path):
     text = report.render(results, str(tmp_path / "BENCHMARKS.md"))
     assert "## Revision 2: rec-LRA on ResNets" in text and "## Mixed precision (issue 12)" in text
     assert "| Revision 2: MLP, rec_lra within 0.3 of bp |" in text
+    assert all(len(w) == 1 for w in table_widths(text)), table_widths(text)
