@@ -12,12 +12,12 @@ The bars themselves stand with the other issues' in `benchmarks.report_verdicts`
     float16_headroom_verdict issue 12: errors, displacements, pre-activations below 65,504
 
 The summaries they take, made here from a benchmark's JSON: `bar_conditions` (what keeps a
-result file from measuring a bar as the issue states it: its budget, its seeds, runs made
+result file from measuring a bar as the issue states it: its budget, model or seeds, runs made
 before revision 2), `hyper_parameter_differences` (were two rules trained alike?) and
 `precision_pairs` (each mixed-precision run beside the float32 run of the same rule and seed);
 `step_cost_verdict` takes `report_verdicts.step_rows` and `step_conditions` (a step_time file
-from before revision 2). A bar measured off its stated
-conditions is "not measured", with what was measured in its text.
+from before revision 2). A bar measured off its stated conditions is "not measured", with what
+was measured in its text.
 """
 
 import math

@@ -3,7 +3,9 @@
 The verdict functions (`*_verdict`) are pure: summaries in, `Verdict` out (`HOLDS`, `FAILS`
 or `UNKNOWN`, with the text that says why). The summaries are made here too:
 `accuracy_summary` from an accuracy benchmark's JSON, `step_rows` from `step_time.py`'s. The
-bars are the issues' (percentage points), quoted as such.
+bars of every issue are here (percentage points unless stated), quoted as such; the verdicts
+of claims 1-4 and of issues 2 and 3 too, those of the revision-2 issue and of issue 12 in
+`benchmarks.report_rev2_verdicts`.
 """
 
 import dataclasses
