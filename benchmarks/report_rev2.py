@@ -82,7 +82,7 @@ def _accuracy_part(source, root, out_dir, name, heading, verdict_fn, bar, extra_
     if source is None:
         return lines + ["", not_run(name)], Verdict(UNKNOWN, f"{name} not run yet.")
     summary = accuracy_summary(source.data)
-    problems = bar_conditions(source.data, ("bp", "rec_lra"), bar)
+    problems = bar_conditions(source.data, ("bp", "rec_lra", "fa", "dfa"), bar)
     problems += (extra_problems or (lambda data: []))(source.data)
     lines += ["", source.label(root), ""]
     if source.data.get("budget"):
