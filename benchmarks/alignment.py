@@ -7,7 +7,7 @@ and records per unit the angle between the rule's kernel update and backprop's g
 (0 = backprop's direction, 90 = unrelated) and the angle between the feedback kernel `F` and
 the forward kernel `W`, over training. `bp` is the 0-degree reference.
 
-    python -m benchmarks.alignment                         # 5 rules x 3 epochs, ~5 minutes
+    python -m benchmarks.alignment                         # 6 rules x 3 epochs, ~6 minutes
     python -m benchmarks.alignment --epochs=1 --train_limit=10000 --every=25   # quick
 
 Writes `benchmarks/results/alignment.json` and `alignment.png` and prints a table.
@@ -23,7 +23,7 @@ from absl import app, flags, logging
 
 from benchmarks.environment import environment
 
-RULES = ("rec_lra", "lra", "fa", "dfa", "bp")
+RULES = ("rec_lra", "wm", "lra", "fa", "dfa", "bp")
 
 _RULES = flags.DEFINE_list("rules", list(RULES), "Rules to train (bp is the 0 reference).")
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Epochs per rule.")
@@ -89,7 +89,7 @@ def plot(result, path):
             ys = [float("nan") if v is None else v for v in values]
             ax.plot(r["steps"], ys, color=f"C{i}", label=unit)
             fb = r["feedback_angle"].get(unit)
-            if fb and any(v is not None for v in fb) and rule in ("lra", "rec_lra"):
+            if fb and any(v is not None for v in fb) and rule in ("lra", "rec_lra", "wm"):
                 ax.plot(r["steps"], [float("nan") if v is None else v for v in fb],
                         color=f"C{i}", linestyle=":", alpha=0.7)
         ax.set_title(f"{rule} (test {100 * r['test_accuracy']:.1f}%)", fontsize=10)

@@ -4,8 +4,14 @@ For MLPs and ResNets of several depths, traces the per-replica update computatio
 rule (`rlra_tf.diagnostics.update_chain`) and counts the ops on the longest data-dependency
 path from the logits' op to any op producing an update handed to the optimiser, bookkeeping
 ops (identities, constants, variable reads, shape manipulation) excluded. Backprop's chain
-runs back through every layer; rec-LRA's goes from the output error through one skip
-synapse into one block. The count depends on the graph only (not on widths or batch size).
+runs back through every layer, and so does rec-LRA's default (`feedback="adjacent"`: targets
+pass unit by unit); with skip synapses it goes from the output error through one skip synapse
+into one block. The count depends on the graph only (not on widths or batch size).
+
+`--rules` takes rule names (each at its defaults) and the variants of `VARIANTS`:
+`rec_lra_skip` is the revision-2 rule with `feedback="skip"` (block outputs take their
+displacement from the output error through their skip synapse, so no block waits for the
+block above).
 
     python -m benchmarks.chain_length                 # about 2 minutes on 2 cores
     python -m benchmarks.chain_length --models=mlp2,mlp8,resnet20,resnet18
@@ -27,7 +33,14 @@ _MODELS = flags.DEFINE_list(
     "mlpN (N tanh hidden units of width 16, blocks of one unit) or resnetN (a ResNet preset or "
     "depth of rlra_tf.models.resnet; ImageNet-family nets at 32x32x3 input).",
 )
-_RULES = flags.DEFINE_list("rules", ["bp", "fa", "dfa", "lra", "rec_lra"], "Rules to measure.")
+RULES = ("bp", "fa", "dfa", "lra", "wm", "rec_lra")
+# name -> parameters of `rlra_tf.rules.RecLRA` (the revision-2 rule with one option changed).
+VARIANTS = {"rec_lra_skip": {"feedback": "skip"}}
+
+_RULES = flags.DEFINE_list(
+    "rules", list(RULES) + list(VARIANTS),
+    f"Rules to measure: {', '.join(RULES + tuple(VARIANTS))}.",
+)
 _OUT = flags.DEFINE_string(
     "out", "benchmarks/results/chain_length.json", "The JSON results (the PNG goes beside it)."
 )
@@ -55,14 +68,26 @@ def build(name):
     raise ValueError(f"Expected a model name like mlp4 or resnet20, received: {name!r}")
 
 
+def make_rule(name):
+    """The rule object of a `--rules` name: a variant of `VARIANTS` or a rule at its defaults."""
+    from rlra_tf import rules
+
+    if name in VARIANTS:
+        return rules.RecLRA(**VARIANTS[name])
+    if name not in rules.NAMES:
+        raise ValueError(f"Expected rules among {RULES + tuple(VARIANTS)}, received: {name!r}")
+    return rules.get(name)
+
+
 def measure(names, rules):
+    from rlra_tf import rules as rules_lib
     from rlra_tf.diagnostics import update_chain
 
     rows = []
     for name in names:
         model, input_shape, family, depth = build(name)
         for rule in rules:
-            model.compile(optimizer="sgd", rule=rule)
+            model.compile(optimizer="sgd", rule=make_rule(rule))
             start = time.perf_counter()
             chain = update_chain(model, input_shape)
             rows.append({
@@ -71,13 +96,14 @@ def measure(names, rules):
                 "units": depth,
                 "blocks": len(model.blocks),
                 "rule": rule,
+                "rule_config": rules_lib.serialize(model.rule),
                 "chain_ops": chain.compute_ops,
                 "chain_ops_all": chain.ops,
                 "graph_ops": chain.num_ops,
                 "path": chain.path,
                 "trace_seconds": time.perf_counter() - start,
             })
-            print(f"{name:10} {rule:8} units={depth:3d} chain={chain.compute_ops:4d} "
+            print(f"{name:10} {rule:12} units={depth:3d} chain={chain.compute_ops:4d} "
                   f"(all ops {chain.ops:4d}, graph {chain.num_ops:5d})", flush=True)
     return rows
 
@@ -111,6 +137,8 @@ def main(argv):
     import tensorflow as tf
 
     rules = list(_RULES.value)
+    for r in rules:
+        make_rule(r)  # a bad name fails before any tracing
     rows = measure(_MODELS.value, rules)
     os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
     png = os.path.splitext(_OUT.value)[0] + ".png"
@@ -133,12 +161,12 @@ def main(argv):
     with open(_OUT.value, "w") as f:
         json.dump(result, f, indent=2)
     models = list(dict.fromkeys(r["model"] for r in rows))
-    print(f"\n{'model':10} {'units':>5} " + " ".join(f"{r:>8}" for r in rules))
+    print(f"\n{'model':10} {'units':>5} " + " ".join(f"{r:>12}" for r in rules))
     for name in models:
         by_rule = {r["rule"]: r for r in rows if r["model"] == name}
         units = next(iter(by_rule.values()))["units"]
         print(f"{name:10} {units:5d} " + " ".join(
-            f"{by_rule[r]['chain_ops']:8d}" if r in by_rule else f"{'-':>8}" for r in rules))
+            f"{by_rule[r]['chain_ops']:12d}" if r in by_rule else f"{'-':>12}" for r in rules))
     print(f"Wrote {_OUT.value} and {png}")
 
 

@@ -14,13 +14,18 @@ The verdict functions (`*_verdict`) are pure: summaries in, `Verdict` out.
 This module frames the report (the header with the table of sources, the verdicts at a glance,
 the GPU/TPU presets) and puts it together (`render`, `main`); the rest lives beside it:
 
-    report_common.py        the result files (`load_results`, `Source`), published figures,
-                            Markdown helpers
-    report_verdicts.py      the bars, the summaries and the pure verdict functions
-    report_accuracy.py      claims 1 and 2, the bars of issues 2 and 3
-    report_speed.py         claim 3: step time and chain length
-    report_diagnostics.py   claim 4 (alignment) and the diagnostics overhead
-    report_export.py        export parity
+    report_common.py          the result files (`load_results`, `Source`), published
+                              figures, the order of the rules, Markdown helpers
+    report_verdicts.py        the bars of every issue, the summaries and the pure verdict
+                              functions of claims 1-4 and issues 2 and 3
+    report_rev2_verdicts.py   the verdicts of the revision-2 issue and of issue 12, and the
+                              summaries they take
+    report_accuracy.py        claims 1 and 2, the bars of issues 2 and 3 (superseded)
+    report_speed.py           claim 3: step time and chain length
+    report_diagnostics.py     claim 4 (alignment) and the diagnostics overhead
+    report_rev2.py            "Revision 2: rec-LRA on ResNets"
+    report_mixed_precision.py "Mixed precision" (issue 12)
+    report_export.py          export parity
 
 Their public names are re-exported here (`report.step_rows`, `report.HOLDS`, ...).
 """
@@ -48,19 +53,40 @@ from benchmarks.report_common import (
     Source,
     load_results,
     mean_spread,
+    ordered,
     pct,
     table,
 )
 from benchmarks.report_diagnostics import section_alignment, section_overhead
 from benchmarks.report_export import section_export
+from benchmarks.report_mixed_precision import section_mixed_precision
+from benchmarks.report_rev2 import section_rev2
+from benchmarks.report_rev2_verdicts import (
+    bar_conditions,
+    float16_headroom_verdict,
+    hyper_parameter_differences,
+    mixed_precision_verdict,
+    precision_pairs,
+    rev2_mlp_verdict,
+    rev2_resnet_verdict,
+    sgd_recipe_verdict,
+    step_conditions,
+    step_cost_verdict,
+)
 from benchmarks.report_speed import section_cheaper
 from benchmarks.report_verdicts import (
     FAILS,
+    FLOAT16_MAX,
     GENERALISE_TOLERANCE,
     HOLDS,
+    MIXED_PRECISION_BAR,
     MLP_BAR,
     OVERHEAD_BAR,
     RESNET_BAR,
+    REV2_MLP_BAR,
+    REV2_RESNET_BAR,
+    REV2_SGD_BAR,
+    STEP_COST_BAR,
     UNKNOWN,
     Verdict,
     accuracy_summary,
@@ -79,16 +105,22 @@ from benchmarks.report_verdicts import (
 __all__ = [
     # report_common
     "BENCHMARKS", "PUBLISHED", "PUBLISHED_SOURCE", "QUICK", "RESULTS_DIR", "RULE_ORDER",
-    "SCRIPTS", "Source", "load_results", "mean_spread", "pct", "table",
+    "SCRIPTS", "Source", "load_results", "mean_spread", "ordered", "pct", "table",
     # report_verdicts
-    "FAILS", "GENERALISE_TOLERANCE", "HOLDS", "MLP_BAR", "OVERHEAD_BAR", "RESNET_BAR",
-    "UNKNOWN", "Verdict", "accuracy_summary", "alignment_verdict", "best_step_times",
-    "chain_verdict", "convergence_verdicts", "generalisation_verdict", "mlp_bar_verdict",
-    "overhead_verdict", "resnet_bar_verdict", "step_rows", "step_time_verdict",
+    "FAILS", "FLOAT16_MAX", "GENERALISE_TOLERANCE", "HOLDS", "MIXED_PRECISION_BAR", "MLP_BAR",
+    "OVERHEAD_BAR", "RESNET_BAR", "REV2_MLP_BAR", "REV2_RESNET_BAR", "REV2_SGD_BAR",
+    "STEP_COST_BAR", "UNKNOWN", "Verdict", "accuracy_summary", "alignment_verdict",
+    "best_step_times", "chain_verdict", "convergence_verdicts", "generalisation_verdict",
+    "mlp_bar_verdict", "overhead_verdict", "resnet_bar_verdict", "step_rows",
+    "step_time_verdict",
+    # report_rev2_verdicts
+    "bar_conditions", "float16_headroom_verdict", "hyper_parameter_differences",
+    "mixed_precision_verdict", "precision_pairs", "rev2_mlp_verdict", "rev2_resnet_verdict",
+    "sgd_recipe_verdict", "step_conditions", "step_cost_verdict",
     # the sections
     "accuracy_table", "section_alignment", "section_cheaper", "section_converge",
-    "section_export", "section_generalise", "section_mlp_bar", "section_overhead",
-    "section_resnet_bar",
+    "section_export", "section_generalise", "section_mixed_precision", "section_mlp_bar",
+    "section_overhead", "section_resnet_bar", "section_rev2",
     # this module
     "CLOUD_PRESETS", "main", "render", "section_cloud", "section_header", "section_summary",
 ]
@@ -200,20 +232,36 @@ def render(results_dir=RESULTS_DIR, out="BENCHMARKS.md"):
     align, v_align = section_alignment(results, root, out_dir)
     bar2, v_bar2 = section_mlp_bar(results, root)
     bar3, v_bar3 = section_resnet_bar(results, root)
+    rev2, v_rev2 = section_rev2(results, root, out_dir)
+    mixed, v_mixed = section_mixed_precision(results, root)
     export, v_export = section_export(results, root, out_dir)
     overhead, v_overhead = section_overhead(results, root)
+    rb, sb, mb = REV2_RESNET_BAR, REV2_SGD_BAR, MIXED_PRECISION_BAR
     claims = [("Generalises as well as backprop: MLP", v_gen[0]),
               ("Generalises as well as backprop: ResNet-20", v_gen[1]),
               ("Converges sooner (epochs)", v_conv[0]),
               ("Converges sooner (wall-clock)", v_conv[1])]
     claims += [("Cheaper updates: step time rec_lra <= bp", v_cheap[0]),
-               ("Parallelisable updates: chain length", v_cheap[1])]
+               ("Parallelisable updates: chain length of the default rec_lra", v_cheap[1]),
+               ("Parallelisable updates: chain length of rec_lra_skip", v_cheap[2])]
     claims += [("Alignment: rec_lra's updates are descent directions", v_align[0]),
-               ("Issue 2: MLP bar", v_bar2), ("Issue 3: ResNet-20 accuracy bar", v_bar3[0]),
-               ("Issue 3: ResNet-18 step-time bar", v_bar3[1]),
+               ("Issue 2: MLP bar", v_bar2),
+               ("Issue 3 (superseded): ResNet-20 accuracy bar", v_bar3[0]),
+               ("Issue 3 (superseded): ResNet-18 step-time bar", v_bar3[1]),
+               (f"Revision 2: ResNet-20, rec_lra within {rb['rec_lra_gap_to_bp']} of bp and "
+                f"{rb['margin_over_fa_dfa']:.0f} above fa/dfa", v_rev2["resnet"]),
+               (f"Revision 2: ResNet-20 SGD recipe, rec_lra within {sb['rec_lra_gap_to_bp']} "
+                "of bp", v_rev2["sgd"]),
+               (f"Revision 2: {STEP_COST_BAR['model']} CPU time rec_lra/bp <= "
+                f"{STEP_COST_BAR['max_cpu_ratio']:.2f}", v_rev2["step"]),
+               (f"Revision 2: MLP, rec_lra within {REV2_MLP_BAR['rec_lra_gap_to_bp']} of bp",
+                v_rev2["mlp"])]
+    claims += [(f"Issue 12: mixed_bfloat16 within {mb['max_gap_to_float32']} of float32, "
+                f"{what}", v_mixed[what]) for what in ("ResNet-20", "MLP")]
+    claims += [("Issue 12: float16 headroom", v_mixed["float16"]),
                ("Export parity", v_export), ("Diagnostics overhead < 10%", v_overhead)]
     parts = [section_header(results, root, results_dir), section_summary(claims), gen, conv,
-             cheap, align, bar2, bar3, export, overhead, section_cloud()]
+             cheap, align, bar2, bar3, rev2, mixed, export, overhead, section_cloud()]
     return "\n\n".join(parts).rstrip() + "\n"
 
 

@@ -1,10 +1,11 @@
 """What every part of `benchmarks/report.py` shares: the result files and the formatting.
 
-It owns the list of benchmarks and their scripts, where their JSON files are (`RESULTS_DIR`,
-the `QUICK` suite's folder) and `load_results`, which reads them into `Source`s (a result with
-its suite, date and machine); the published figures quoted by the report; and the Markdown
-helpers every section uses (tables, percentages, mean and spread over seeds, image links, the
-"not run yet" line).
+It owns the list of benchmarks and the commands that write them, where their JSON files are
+(`RESULTS_DIR`, the `QUICK` suite's folder) and `load_results`, which reads them into `Source`s
+(a result with its suite, date and machine); the published figures quoted by the report; the
+order of the rules in every table (`RULE_ORDER`, `ordered`); and the Markdown helpers every
+section uses (tables, percentages, mean and spread over seeds, image links, the "not run yet"
+line).
 """
 
 import dataclasses
@@ -15,17 +16,33 @@ import os
 RESULTS_DIR = os.path.join("benchmarks", "results")
 QUICK = "quick"
 BENCHMARKS = (
-    "accuracy_mlp", "mlp_sweep", "mlp_sweep_session1", "resnet_accuracy", "step_time",
-    "chain_length", "alignment", "export_bench", "diagnostics_overhead",
+    "accuracy_mlp", "mlp_sweep", "mlp_sweep_session1", "resnet_accuracy", "resnet_ablation",
+    "resnet_sgd", "step_time", "chain_length", "alignment", "resnet_accuracy_bf16",
+    "accuracy_mlp_bf16", "mixed_precision", "export_bench", "diagnostics_overhead",
 )
+# name -> the script (and its arguments) that writes `<name>.json`; `not_run` turns it into
+# the command to run.
 SCRIPTS = {
     "accuracy_mlp": "benchmarks/accuracy.py",
     "mlp_sweep": "benchmarks/accuracy.py --sweep",
     "mlp_sweep_session1": "the session-1 sweep script (of record, not in the repository)",
-    "resnet_accuracy": "benchmarks/resnet_accuracy.py",
+    "resnet_accuracy": "benchmarks/resnet_accuracy.py --seeds=0,1,2",
+    "resnet_ablation": "benchmarks/resnet_accuracy.py --seeds=0 --rules=rec_lra,"
+                       "rec_lra-no_mirror,rec_lra-no_through,rec_lra-raw_errors,rec_lra-first "
+                       "--out=benchmarks/results/resnet_ablation.json",
+    "resnet_sgd": "benchmarks/resnet_accuracy.py --seeds=0,1 --rules=bp,rec_lra --optimizer=sgd "
+                  "--learning_rate=0.05 --weight_decay=5e-4 "
+                  "--out=benchmarks/results/resnet_sgd.json",
     "step_time": "benchmarks/step_time.py",
     "chain_length": "benchmarks/chain_length.py",
     "alignment": "benchmarks/alignment.py",
+    "resnet_accuracy_bf16": "benchmarks/resnet_accuracy.py --seeds=0 --rules=bp,rec_lra "
+                            "--mixed_precision=bfloat16 "
+                            "--out=benchmarks/results/resnet_accuracy_bf16.json",
+    "accuracy_mlp_bf16": "benchmarks/accuracy.py --seeds=0 --variants=bp,rec_lra "
+                         "--mixed_precision=bfloat16 "
+                         "--out=benchmarks/results/accuracy_mlp_bf16.json",
+    "mixed_precision": "benchmarks/mixed_precision.py",
     "export_bench": "benchmarks/export_bench.py",
     "diagnostics_overhead": "benchmarks/diagnostics_overhead.py",
 }
@@ -41,8 +58,15 @@ PUBLISHED = {
     "cifar10_resnet20_error": {"bp": 8.63, "fa": 32.16, "dfa": 45.94},
 }
 PUBLISHED_SOURCE = "ALGORITHM.md section 6"
-# The order of the rules in every table.
-RULE_ORDER = ("bp", "fa", "dfa", "lra", "rec_lra")
+# The order of the rules in every table: backprop, the other baselines, the weight mirror,
+# rec-LRA's default, then its variants (the benchmarks' names for them).
+RULE_ORDER = (
+    "bp", "fa", "dfa", "lra", "wm", "rec_lra",
+    "rec_lra_skip", "rec_lra_every4", "rec_lra_nomirror",  # one option changed
+    "rec_lra-no_mirror", "rec_lra-no_through", "rec_lra-raw_errors",  # the ResNet ablation
+    "rec_lra-first", "rec_lra_first",  # the first reconstruction (ResNet, MLP benchmark)
+    "rec_lra_b1",  # the MLP benchmark before revision 2: blocks of one unit
+)
 
 
 @dataclasses.dataclass
@@ -86,6 +110,12 @@ def load_results(results_dir):
     return out
 
 
+def ordered(names):
+    """`names` (without repeats) in `RULE_ORDER`, then the others in the order given."""
+    names = list(dict.fromkeys(names))
+    return [n for n in RULE_ORDER if n in names] + [n for n in names if n not in RULE_ORDER]
+
+
 def pct(x, digits=2):
     return "n/a" if x is None else f"{100 * x:.{digits}f}"
 
@@ -126,7 +156,9 @@ def png_link(source, root, out_dir, name=None):
 
 def not_run(name):
     """The line a section shows for a benchmark without results: the command that runs it."""
-    return f"*Not run yet* (`python -m {SCRIPTS[name].replace('/', '.').replace('.py', '')}`)."
+    script, _, args = SCRIPTS[name].partition(" ")
+    module = script.removesuffix(".py").replace("/", ".")
+    return f"*Not run yet* (`python -m {module}{' ' + args if args else ''}`)."
 
 
 def budget_text(budget):

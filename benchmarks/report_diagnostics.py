@@ -24,7 +24,7 @@ def section_alignment(results, root, out_dir):
     rules = al.data.get("rules") or {}
     units = list(dict.fromkeys(u for r in rules.values() for u in r.get("final_angle", {})))
     rows = []
-    for name in [n for n in ("rec_lra", "lra", "fa", "dfa", "bp") if n in rules]:
+    for name in [n for n in ("rec_lra", "wm", "lra", "fa", "dfa", "bp") if n in rules]:
         r = rules[name]
         rows.append([f"`{name}`", pct(r.get("test_accuracy"))] + [
             num(r["final_angle"].get(u), "{:.1f}") for u in units] + [

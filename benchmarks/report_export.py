@@ -29,7 +29,7 @@ def section_export(results, root, out_dir):
                          f.get("feedback_weights_found", "?")))
     lines += [ex.label(root), "",
               table(["model", "format", "export s", "verify s", "MB", ".keras MB",
-                     "size / .keras", "size / .keras without optimiser", "max |Δ logits|",
+                     "size / .keras", "size / .keras without optimiser", r"max \|Δ logits\|",
                      "feedback weights in artefact"], rows), "", png_link(ex, root, out_dir)]
     ok = bool(rows) and worst < 1e-4
     v = Verdict(HOLDS if ok else FAILS,
