@@ -3,7 +3,7 @@
 Reads `benchmarks/results/<name>.json` (the full suite) and, for a benchmark the full suite has
 not produced, `benchmarks/results/quick/<name>.json` (the quick suite); every table says which
 suite, date and machine it came from. Missing results are rendered as "not run yet". The only
-numbers typed here are the *published* ones (ALGORITHM.md section 6) and the bars of the
+numbers typed here are the *published* ones (docs/ALGORITHM.md section 8) and the bars of the
 issues, both quoted as such.
 
     python -m benchmarks.report                      # rewrites BENCHMARKS.md

@@ -51,6 +51,8 @@ ABLATION = {
                          "it started",
     "rec_lra-no_through": "errors through the unit's BatchNorm",
     "rec_lra-raw_errors": "beta-scaled error units (e = z - t)",
+    "rec_lra-skip_synapses": "the adjacent path to block outputs: targets from the output "
+                             "error through fixed skip synapses (feedback=\"skip\")",
     "rec_lra-first": "all of revision 2: the first reconstruction (skip synapses, raw errors, "
                      "nothing through BatchNorm, dF = gamma dW)",
 }

@@ -47,6 +47,9 @@ VARIANTS = {
     "rec_lra-no_through": dict(norm_feedback="skip"),
     "rec_lra-raw_errors": dict(error_scale="raw"),
     "rec_lra-first": FIRST_RECONSTRUCTION,
+    # Not a revision-2 change removed but the other way to reach block outputs: from the
+    # output error through fixed skip synapses (blocks independent, chain of one block).
+    "rec_lra-skip_synapses": dict(feedback="skip"),
 }
 NAMES = RULES + tuple(VARIANTS)
 BAR_TO_BP = 1.0  # points: rec_lra at most this far below bp

@@ -424,8 +424,10 @@ def update_chain(model, input_shape, batch_size=2):
     except `BOOKKEEPING_OPS` (identities, constants, variable reads, shape manipulation);
     `ops` counts all of them.
 
-    Backprop's chain runs back through every layer, so it grows with depth; rec-LRA's runs
-    from the output error through one skip synapse and one block, whatever the depth.
+    Backprop's chain runs back through every layer, so it grows with depth. So does rec-LRA's
+    with its default `feedback="adjacent"` (targets pass down unit by unit); with
+    `feedback="skip"` it runs from the output error through one skip synapse and one block,
+    whatever the depth.
 
     Args:
         model: a built, compiled `AlignedModel`.
