@@ -9,6 +9,14 @@ the forward kernel `W`, over training. `bp` is the 0-degree reference.
 
     python -m benchmarks.alignment                         # 6 rules x 3 epochs, ~6 minutes
     python -m benchmarks.alignment --epochs=1 --train_limit=10000 --every=25   # quick
+    python -m benchmarks.alignment --model=resnet20 --rules=rec_lra,wm,fa --every=10 \
+        --out=benchmarks/results/alignment_resnet20.json      # ~15 minutes
+
+`--model=resnet20` trains the `fmnist_resnet20` preset at the ResNet-20 benchmark's budget
+(the first 12,800 training images, 3 epochs, batch 128, Adam 1e-3 cosine after 0.2 epochs of
+warm-up, no augmentation) instead of the MLP. For every rule with error synapses the JSON
+also says after how many steps every synapse (projections' included) is within 20 degrees
+of its forward kernel (`steps_until_all_synapses_within_20deg`).
 
 Writes `benchmarks/results/alignment.json` and `alignment.png` and prints a table.
 """
@@ -26,6 +34,7 @@ from benchmarks.environment import environment
 RULES = ("rec_lra", "wm", "lra", "fa", "dfa", "bp")
 
 _RULES = flags.DEFINE_list("rules", list(RULES), "Rules to train (bp is the 0 reference).")
+_MODEL = flags.DEFINE_enum("model", "mlp", ["mlp", "resnet20"], "The network (see above).")
 _EPOCHS = flags.DEFINE_integer("epochs", 3, "Epochs per rule.")
 _EVERY = flags.DEFINE_integer("every", 100, "Training steps between probes.")
 _TRAIN_LIMIT = flags.DEFINE_integer("train_limit", None, "Use only the first N training images.")
@@ -35,14 +44,27 @@ _OUT = flags.DEFINE_string(
 )
 
 
-def rule_config(rule, epochs, every, train_limit, seed):
+# `--model` -> (preset, description, the budget's changes to the preset).
+MODELS = {
+    "mlp": ("fmnist_mlp", "MLP 784-256-256-256-10 tanh", {}),
+    "resnet20": ("fmnist_resnet20", "ResNet-20 (CIFAR stem, BatchNorm, ReLU), 28x28x1",
+                 dict(train_limit=12800, batch_size=128, optimizer="adam", learning_rate=1e-3,
+                      momentum=0.9, weight_decay=0.0, schedule="cosine", warmup_epochs=0.2,
+                      augment=False, jit_compile="off", backup_every=10**9)),
+}
+
+
+def rule_config(rule, epochs, every, train_limit, seed, model="mlp"):
     """The preset with `rule` (the preset's own rec-LRA settings for `rec_lra`; beta 0.1 for
     `lra`) and the diagnostics on."""
     from trainers import presets
 
-    config = presets.get("fmnist_mlp")
-    changes = {"rule": rule, "epochs": epochs, "diagnostics_every": every, "seed": seed,
-               "train_limit": train_limit}
+    preset, _, budget = MODELS[model]
+    config = presets.get(preset)
+    changes = dict(budget)
+    changes.update({"rule": rule, "epochs": epochs, "diagnostics_every": every, "seed": seed})
+    if train_limit is not None or "train_limit" not in changes:
+        changes["train_limit"] = train_limit
     if rule == "lra":
         changes.update(beta=0.1, gamma=1.0)
     return presets.override(config, **changes)
@@ -54,10 +76,34 @@ def series(history, metric):
     return {u: [(rec["units"].get(u) or {}).get(metric) for rec in history] for u in units}
 
 
+def synapse_angles(history):
+    """`{synapse: [angle per probe]}`: every F-to-W angle the probes logged (units' `F` and
+    projections' synapses)."""
+    out = {}
+    for metric, suffix in (("feedback_angle", ""), ("shortcut_feedback_angle", "/shortcut")):
+        for unit, values in series(history, metric).items():
+            if any(v is not None for v in values):
+                out[unit + suffix] = values
+    return out
+
+
+def steps_until_aligned(steps, angles, limit=20.0):
+    """The first probe step at which every synapse is within `limit` degrees of its kernel
+    (and stays so at every later probe); None if that never happens."""
+    if not angles:
+        return None
+    ok = [all(v[i] is not None and v[i] < limit for v in angles.values())
+          for i in range(len(steps))]
+    for i in range(len(steps)):
+        if all(ok[i:]):
+            return steps[i]
+    return None
+
+
 def summarize_rule(history):
     """Angles at the last probe per unit, and their mean over the hidden units."""
     last = history[-1]["units"]
-    hidden = [u for u in last if u != "head"]
+    hidden = list(last)[:-1]  # every unit but the classifier head (the last)
 
     def mean(metric, units):
         vals = [last[u].get(metric) for u in units if last[u].get(metric) is not None]
@@ -119,8 +165,9 @@ def main(argv):
     workroot = tempfile.mkdtemp(prefix="rlra_alignment_")
     result = {
         "benchmark": "alignment",
-        "preset": "fmnist_mlp",
-        "model": "MLP 784-256-256-256-10 tanh",
+        "preset": MODELS[_MODEL.value][0],
+        "model": MODELS[_MODEL.value][1],
+        "budget_changes": MODELS[_MODEL.value][2],
         "epochs": _EPOCHS.value,
         "every_n_steps": _EVERY.value,
         "train_limit": _TRAIN_LIMIT.value,
@@ -131,7 +178,7 @@ def main(argv):
     try:
         for rule in _RULES.value:
             config = rule_config(rule, _EPOCHS.value, _EVERY.value, _TRAIN_LIMIT.value,
-                                 _SEED.value)
+                                 _SEED.value, _MODEL.value)
             start = time.perf_counter()
             metrics = train_lib.train_and_evaluate(
                 config, os.path.join(workroot, rule), overwrite=True, verbose=0
@@ -145,8 +192,13 @@ def main(argv):
                 "angle": series(history, "angle"),
                 "feedback_angle": series(history, "feedback_angle"),
                 "error_norm": series(history, "error_norm"),
+                "synapse_angle": synapse_angles(history),
                 **summarize_rule(history),
             }
+            steps = result["rules"][rule]["steps"]
+            result["rules"][rule]["steps_until_all_synapses_within_20deg"] = (
+                steps_until_aligned(steps, result["rules"][rule]["synapse_angle"])
+                if rule in ("rec_lra", "wm") else None)
             s = result["rules"][rule]
             print(f"{rule:8} test {100 * s['test_accuracy']:.2f}%  hidden-unit angle "
                   f"{s['first_angle_hidden_mean']:.1f} -> {s['final_angle_hidden_mean']:.1f} deg  "
