@@ -271,7 +271,7 @@ def test_dataset_from_run_config(tmp_path):
 
 def test_argument_checks():
     assert export_lib.check_formats("onnx, savedmodel") == ("onnx", "savedmodel")
-    for bad in ("", "tflite", "onnx,onnx"):
+    for bad in ("", "coreml", "onnx,onnx"):
         assert _error(export_lib.check_formats, bad).exit_code == export_lib.EXIT_USAGE
     assert export_lib.check_batch_sizes("1,7") == (1, 7)
     assert _error(export_lib.check_batch_sizes, "0,2").exit_code == export_lib.EXIT_USAGE
@@ -297,6 +297,30 @@ def test_binaries_exit_codes(trained, tmp_path):
     assert os.path.exists(tmp_path / "sm" / "saved_model.pb")
     report = json.load(open(tmp_path / "sm" / "export_report.json"))
     assert report["passed"] and list(report["formats"]) == ["savedmodel"]
+
+
+def test_binaries_with_tflite(trained, tmp_path):
+    _, path = trained
+    bad = _run("export.tflite", f"--model={path}", f"--out={tmp_path / 'm.tflite'}",
+               "--tflite_quantize=int4")
+    assert bad.returncode == export_lib.EXIT_USAGE, bad.stderr
+    assert "export: error:" in bad.stderr and "tflite_quantize='int4'" in bad.stderr
+    assert "none, int8" in bad.stderr and not os.path.exists(tmp_path / "m.tflite")
+
+    out = tmp_path / "all"
+    good = _run("export", f"--model={path}", f"--out={out}", "--dataset=none",
+                "--formats=savedmodel,onnx,tflite", "--tflite_quantize=int8")
+    assert good.returncode == 0, good.stderr
+    assert sorted(os.listdir(out)) == ["export_report.json", "model.onnx", "model.tflite",
+                                       "model_int8.tflite", "saved_model"]
+    rows = {line.split()[0]: line for line in good.stdout.splitlines() if line.strip()}
+    assert {"savedmodel", "onnx", "tflite", "tflite_int8"} <= set(rows)
+    assert "top1" in rows["tflite_int8"] and "serving graph: float32" in good.stdout
+    assert "tflite int8: input int8 q = round(x / " in good.stdout
+    assert "1000 random images" in good.stdout and "no dataset requested" in good.stdout
+    report = json.load(open(out / "export_report.json"))
+    assert report["passed"] and report["tflite_quantize"] == "int8"
+    assert list(report["formats"]) == ["savedmodel", "onnx", "tflite", "tflite_int8"]
 
 
 def test_untrained_uncompiled_model_saves_and_loads_for_export(tmp_path):
