@@ -5,8 +5,8 @@ Part of the shared layer of `export/`. `dataset="auto"` means the `dataset` of a
 of `rlra_tf.data` whose image shape and class count match the model's. `real_test_images`
 reads a few test images of that dataset (when it is available offline) and says which one it
 used or why none; `dataset_class_names` gives that dataset's class names, or "0".."K-1";
-`labelled_images` reads more of a split once a dataset is chosen (the int8 TFLite model's
-calibration images from "train", its evaluation images and labels from "test").
+`labelled_images` and `labelled_batches` read more of a split once a dataset is chosen (the
+int8 TFLite model's calibration images from "train", its evaluation batches from "test").
 """
 
 import json
@@ -68,18 +68,22 @@ def real_test_images(model, dataset="auto", count=8, data_dir=None):
     return None, {"skipped": "; ".join(reasons), "candidates": candidates}
 
 
-def labelled_images(name, split, count=None, data_dir=None, batch_size=1000):
-    """`(images, labels)`: the first `count` examples of a split of `rlra_tf.data` (all of
-    them when `count` is None), in the split's stored order: float32 images in [0, 1] and int
-    labels. Raises `data.DatasetUnavailableError` when the dataset is not available offline.
+def labelled_batches(name, split, count=None, data_dir=None, batch_size=1000):
+    """Yields `(images, labels)` NumPy batches of the first `count` examples of a split of
+    `rlra_tf.data` (all of them when `count` is None), in the split's stored order: float32
+    images in [0, 1] and int labels. Raises `data.DatasetUnavailableError` when the dataset is
+    not available offline.
     """
     from rlra_tf import data
 
     batch_size = min(batch_size, count) if count else batch_size
-    images, labels = [], []
     for x, y in data.load(name, split, batch_size, shuffle=False, limit=count, data_dir=data_dir):
-        images.append(np.asarray(x, np.float32))
-        labels.append(np.asarray(y))
+        yield np.asarray(x, np.float32), np.asarray(y)
+
+
+def labelled_images(name, split, count=None, data_dir=None):
+    """`(images, labels)`: `labelled_batches` as two arrays."""
+    images, labels = zip(*labelled_batches(name, split, count, data_dir))
     return np.concatenate(images), np.concatenate(labels)
 
 

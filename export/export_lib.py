@@ -76,6 +76,7 @@ from export.common import (
 from export.datasets import (
     dataset_class_names,
     dataset_from_run_config,
+    labelled_batches,
     labelled_images,
     real_test_images,
 )
@@ -109,7 +110,8 @@ __all__ = [
     "check_batch_sizes", "check_formats", "check_fraction", "check_image_count", "check_opset",
     "check_tflite_quantize", "check_tolerance", "path_bytes", "timed", "versions",
     # datasets, output, serving, verification
-    "dataset_class_names", "dataset_from_run_config", "labelled_images", "real_test_images",
+    "dataset_class_names", "dataset_from_run_config", "labelled_batches", "labelled_images",
+    "real_test_images",
     "OutputLayout", "int8_path", "layout_for", "prepare_output",
     "SERVING_DTYPE", "ServingModule", "default_class_names", "dtype_policies", "float32_model",
     "image_shape", "input_convention", "load_aligned_model",
@@ -295,28 +297,29 @@ def _int8_images(shape, real_note, data_dir, calibration_images, eval_images, se
     """`(calibration, evaluation)` for `tflite_lib.export_and_verify_int8`.
 
     From the dataset the real test images came from: the first `calibration_images` images
-    of its "train" split (tfds stores them shuffled), and its "test" split (the first
-    `eval_images`, or all of it) with labels. Without one: seeded random images in [0, 1],
-    1,000 for the agreement and no accuracy, and the notes say why.
+    of its "train" split (tfds stores them shuffled), and batches of its "test" split (the
+    first `eval_images`, or all of it) with labels, read as they are measured. Without one:
+    seeded random images in [0, 1], 1,000 for the agreement and no accuracy, and the notes
+    say why.
     """
     name = real_note.get("dataset")
     reason = real_note.get("skipped", "no dataset")
     if name is not None:
         try:
             cal, _ = labelled_images(name, "train", calibration_images, data_dir)
-            test_x, test_y = labelled_images(name, "test", eval_images or None, data_dir)
+            test = labelled_batches(name, "test", eval_images or None, data_dir)
             return (cal, {"source": f"{name} train", "order": "the first images of the "
                           "split in tfds' stored order", "real": True}), \
-                (test_x, test_y, {"source": f"{name} test", "real": True})
+                (test, {"source": f"{name} test", "real": True})
         except Exception as e:  # tfds raises many types: fall back to random, and say so
-            reason = f"{name} train/test could not be read ({type(e).__name__}: {e})"
+            reason = f"{name} train could not be read ({type(e).__name__}: {e})"
     rng = np.random.default_rng(seed + 1)
     random_note = {"source": "random", "real": False,
                    "note": f"uniform random images in [0, 1]: {reason}"}
     cal = rng.random((calibration_images,) + shape, dtype=np.float32)
-    test_x = rng.random((max(eval_images, MIN_EVAL_IMAGES),) + shape, dtype=np.float32)
-    return (cal, random_note), (test_x, None, {**random_note, "accuracy_note": "not measured: "
-                                               "no labelled test split"})
+    test = [(rng.random((max(eval_images, MIN_EVAL_IMAGES),) + shape, dtype=np.float32), None)]
+    return (cal, random_note), (test, {**random_note, "accuracy_note": "not measured: no "
+                                       "labelled test split"})
 
 
 def _failures(label, entry, tolerance):
@@ -327,4 +330,3 @@ def _failures(label, entry, tolerance):
     if entry["feedback_weights_found"]:
         out.append(f"{label} holds feedback weights: {entry['feedback_weights_found']}")
     return out
-

@@ -266,9 +266,9 @@ def quantized_matches(weights, constants):
     return found
 
 
-def _predict(fn, images, batch=EVAL_BATCH):
-    """Logits of `fn` (a batch of [0, 1] images -> `{"logits": ...}`) over all `images`."""
-    return np.concatenate([fn(images[i:i + batch])["logits"]
+def _top1(fn, images, batch=EVAL_BATCH):
+    """Top-1 classes of `fn` (a batch of [0, 1] images -> `{"logits": ...}`) on `images`."""
+    return np.concatenate([fn(images[i:i + batch])["logits"].argmax(-1)
                            for i in range(0, len(images), batch)])
 
 
@@ -289,10 +289,10 @@ def export_and_verify_int8(module, model, path, calibration, evaluation, cases, 
         path: the `.tflite` file to write.
         calibration: `(images, note)`: float32 images in [0, 1] of the representative
             dataset, and where they come from.
-        evaluation: `(images, labels, note)`: float32 images in [0, 1] for the top-1
-            agreement with Keras, their labels for the accuracy (None: not measured), and
-            where they come from (`note["real"]`: test images, so the agreement is held to
-            `min_agreement`; else random images, reported only).
+        evaluation: `(batches, note)`: `(images, labels)` batches, float32 images in
+            [0, 1] for the top-1 agreement with Keras and their labels for the accuracy
+            (None: not measured), and where they come from (`note["real"]`: test images, so
+            the agreement is held to `min_agreement`; else random images, reported only).
         cases, references: the verification inputs (serving dtype) and Keras' outputs; the
             dequantized outputs' differences are reported, and the shapes checked.
         min_agreement: the least top-1 agreement on real test images.
@@ -327,21 +327,28 @@ def export_and_verify_int8(module, model, path, calibration, evaluation, cases, 
         dtypes[name] = dtypes.get(name, 0) + 1
     float_tensors = [d["name"] for d in tensors if np.issubdtype(d["dtype"], np.floating)]
 
-    images, labels, note = evaluation
-    keras_logits = _predict(lambda x: keras_outputs(model, x, False), images)
-    int8_logits = _predict(run_unit_range, images)
-    keras_top1, int8_top1 = keras_logits.argmax(-1), int8_logits.argmax(-1)
-    agreeing = int(np.sum(keras_top1 == int8_top1))
+    batches, note = evaluation
+    count = agreeing = int8_correct = keras_correct = 0
+    labelled = True
+    for images, labels in batches:
+        keras_top1 = _top1(lambda x: keras_outputs(model, x, False), images)
+        int8_top1 = _top1(run_unit_range, images)
+        count += len(images)
+        agreeing += int(np.sum(keras_top1 == int8_top1))
+        labelled = labelled and labels is not None
+        if labelled:
+            int8_correct += int(np.sum(int8_top1 == labels))
+            keras_correct += int(np.sum(keras_top1 == labels))
     measured = {
         **note,
-        "images": int(len(images)),
-        "top1_agreement": agreeing / len(images),
+        "images": count,
+        "top1_agreement": agreeing / count,
         "agreeing": agreeing,
         "min_agreement": min_agreement if note.get("real") else None,
     }
-    if labels is not None:
-        measured["accuracy"] = float(np.mean(int8_top1 == labels))
-        measured["keras_accuracy"] = float(np.mean(keras_top1 == labels))
+    if labelled:
+        measured["accuracy"] = int8_correct / count
+        measured["keras_accuracy"] = keras_correct / count
 
     constants = constant_tensors(path)
     feedback_ids = {id(w) for w in model.feedback_weights}
@@ -359,7 +366,7 @@ def export_and_verify_int8(module, model, path, calibration, evaluation, cases, 
         failures.append("gives outputs of the wrong shape at some batch size")
     if note.get("real") and measured["top1_agreement"] < min_agreement:
         failures.append(f"top-1 agreement with Keras {measured['top1_agreement']:.4f} on "
-                        f"{len(images)} test images is below {min_agreement:g}")
+                        f"{count} test images is below {min_agreement:g}")
     return {
         "path": os.path.abspath(path),
         "bytes": os.path.getsize(path),
