@@ -1,26 +1,7 @@
 """The tiny MLP the export tests share: trained once per session, saved as `.keras`."""
 
-import keras
-import numpy as np
 import pytest
-
-import rlra_tf
-
-SHAPE = (8, 8, 1)
-CLASSES = 3
-
-
-def train_tiny_mlp():
-    keras.utils.set_random_seed(0)
-    # With its own input normalisation, which the exported graph must keep.
-    model = rlra_tf.models.mlp(SHAPE, hidden_units=(6, 5), num_classes=CLASSES,
-                               input_mean=(0.4,), input_std=(0.3,))
-    model.compile(optimizer=keras.optimizers.Adam(0.01), rule="rec_lra", jit_compile=False)
-    rng = np.random.default_rng(0)
-    x = rng.random((24,) + SHAPE, dtype=np.float32)
-    y = rng.integers(0, CLASSES, size=24)
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # 3 rec-LRA steps
-    return model
+from export_testing import train_tiny_mlp
 
 
 @pytest.fixture(scope="session")

@@ -1,4 +1,6 @@
-"""TFLite export of the tiny MLP: float32 parity with Keras, a fully integer int8 model, errors.
+"""TFLite export of the tiny MLP: the float32 model's report, a fully integer int8 model, errors.
+
+(The float32 model's parity with Keras is tested with the other formats', in test_export.py.)
 
 The int8 model is read back with the interpreter here, independently of the report: its
 tensors' dtypes, its input and outputs' quantization, and its outputs on inputs quantized the
@@ -10,12 +12,9 @@ import os
 
 import numpy as np
 import pytest
+from export_testing import CLASSES, SHAPE, TOL, export_error, keras_reference
 
 from export import export_lib, tflite_lib
-
-SHAPE = (8, 8, 1)
-CLASSES = 3
-TOL = 1e-5
 
 
 @pytest.fixture(scope="module")
@@ -38,19 +37,6 @@ def uint8_tflite_export(trained, tmp_path_factory):
     return out, report
 
 
-def _keras(model, x):
-    logits = np.asarray(model(x, training=False))
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return logits, e / e.sum(axis=-1, keepdims=True)
-
-
-def _run(path, x):
-    """`{output name: array}` of a .tflite file on a batch (the signature runner resizes the
-    input to the batch, then allocates)."""
-    runner = tflite_lib.interpreter(path).get_signature_runner("serving_default")
-    return runner(images=x)
-
-
 def _int8_run(path, x01):
     """A user's int8 round trip: quantize [0, 1] images, run, dequantize the outputs."""
     runner = tflite_lib.interpreter(path).get_signature_runner("serving_default")
@@ -61,20 +47,6 @@ def _int8_run(path, x01):
     details = runner.get_output_details()
     return {k: (v.astype(np.float64) - details[k]["quantization"][1])
             * details[k]["quantization"][0] for k, v in outputs.items()}, outputs
-
-
-@pytest.mark.parametrize("batch", [1, 7])
-def test_tflite_float_matches_keras(trained, tflite_export, batch):
-    model, _ = trained
-    folder, _ = tflite_export
-    x = np.random.default_rng(batch).random((batch,) + SHAPE, dtype=np.float32)
-    logits, probs = _keras(model, x)
-    assert np.abs(logits).max() > 0.05  # a trained, non-trivial model
-    out = _run(os.path.join(folder, "model.tflite"), x)
-    assert set(out) == {"logits", "probabilities"}
-    assert out["logits"].shape == (batch, CLASSES) and out["logits"].dtype == np.float32
-    np.testing.assert_allclose(out["logits"], logits, rtol=0, atol=TOL)
-    np.testing.assert_allclose(out["probabilities"], probs, rtol=0, atol=TOL)
 
 
 def test_tflite_float_report(tflite_export):
@@ -109,7 +81,7 @@ def test_int8_model_is_integer_and_close_to_keras(trained, tflite_export, batch)
                               "scale": pytest.approx(scale), "zero_point": zero_point}
     logit_step = entry["outputs"]["logits"]["scale"]
     assert runner.get_output_details()["logits"]["quantization"][0] == pytest.approx(logit_step)
-    logits, probs = _keras(model, x)
+    logits, probs = keras_reference(model, x)
     # A few quantization steps off, not more: the same function, in integers.
     assert np.abs(dequantized["logits"] - logits).max() < 10 * logit_step
     assert np.abs(dequantized["probabilities"] - probs).max() < 0.05
@@ -120,7 +92,7 @@ def test_int8_agreement_on_random_images(trained, tflite_export):
     folder, report = tflite_export
     x = np.random.default_rng(5).random((500,) + SHAPE, dtype=np.float32)
     dequantized, _ = _int8_run(os.path.join(folder, "model_int8.tflite"), x)
-    logits, _ = _keras(model, x)
+    logits, _ = keras_reference(model, x)
     assert np.mean(dequantized["logits"].argmax(-1) == logits.argmax(-1)) > 0.9  # chance: 1/3
 
     entry = report["formats"]["tflite_int8"]
@@ -190,38 +162,35 @@ def test_quantized_matches_tells_a_matrix_from_its_lookalike():
 
 
 @pytest.mark.parametrize("batch", [1, 7])
-def test_raw_uint8_input_tflite(trained, uint8_tflite_export, batch):
+def test_raw_uint8_input_int8_model(trained, uint8_tflite_export, batch):
+    """export.tflite with raw_uint8_input: FILE.tflite takes uint8 pixels (its parity with Keras
+    is tested in test_export.py), and FILE_int8.tflite too, through its own quantization."""
     model, _ = trained
     path, report = uint8_tflite_export
-    x = np.random.default_rng(30 + batch).integers(0, 256, (batch,) + SHAPE, dtype=np.uint8)
-    logits, probs = _keras(model, x.astype(np.float32) / 255.0)
-    out = _run(path, x)
-    np.testing.assert_allclose(out["logits"], logits, rtol=0, atol=TOL)
-    np.testing.assert_allclose(out["probabilities"], probs, rtol=0, atol=TOL)
-    # The int8 model beside it takes uint8 pixels too, through its own quantization.
-    int8_path = path.replace(".tflite", "_int8.tflite")
-    assert report["formats"]["tflite_int8"]["path"] == int8_path
-    runner = tflite_lib.interpreter(int8_path).get_signature_runner("serving_default")
-    detail = runner.get_input_details()["images"]
-    assert np.dtype(detail["dtype"]) == np.uint8
-    scale, zero_point = detail["quantization"]
-    q = np.clip(np.round(x / 255.0 / scale) + zero_point, 0, 255).astype(np.uint8)
-    int8_logits = runner(images=q)["logits"]
-    assert int8_logits.dtype == np.int8 and int8_logits.shape == (batch, CLASSES)
     assert sorted(os.listdir(os.path.dirname(path))) == [
         "export_report.json", "uint8.tflite", "uint8_int8.tflite"]
-
-
-def _error(fn, *args, **kwargs):
-    with pytest.raises(export_lib.ExportError) as info:
-        fn(*args, **kwargs)
-    return info.value
+    assert report["formats"]["tflite"]["input"]["dtype"] == "uint8"
+    int8_path = path.replace(".tflite", "_int8.tflite")
+    entry = report["formats"]["tflite_int8"]
+    assert entry["path"] == int8_path and entry["integer_only"]
+    runner = tflite_lib.interpreter(int8_path).get_signature_runner("serving_default")
+    detail = runner.get_input_details()["images"]
+    assert np.dtype(detail["dtype"]) == np.uint8 and entry["input"]["dtype"] == "uint8"
+    scale, zero_point = detail["quantization"]
+    x = np.random.default_rng(30 + batch).integers(0, 256, (batch,) + SHAPE, dtype=np.uint8)
+    q = np.clip(np.round(x / 255.0 / scale) + zero_point, 0, 255).astype(np.uint8)
+    out = runner(images=q)
+    assert out["logits"].dtype == np.int8 and out["logits"].shape == (batch, CLASSES)
+    step, logit_zero = runner.get_output_details()["logits"]["quantization"]
+    logits, _ = keras_reference(model, x.astype(np.float32) / 255.0)
+    assert np.abs((out["logits"].astype(np.float64) - logit_zero) * step - logits).max() \
+        < 10 * step
 
 
 @pytest.mark.parametrize("quantize", ["int4", "INT8", "", None, 8])
 def test_bad_tflite_quantize_is_refused(trained, tmp_path, quantize):
     _, path = trained
-    err = _error(export_lib.export_model, path, str(tmp_path / "o"), "tflite",
+    err = export_error(export_lib.export_model, path, str(tmp_path / "o"), "tflite",
                  tflite_quantize=quantize)
     assert err.exit_code == export_lib.EXIT_USAGE
     assert f"tflite_quantize={quantize!r}" in str(err) and "none, int8" in str(err)
@@ -231,15 +200,15 @@ def test_bad_tflite_quantize_is_refused(trained, tmp_path, quantize):
 def test_tflite_argument_checks(trained, tmp_path):
     _, path = trained
     out = str(tmp_path / "o")
-    no_tflite = _error(export_lib.export_model, path, out, "onnx", tflite_quantize="int8")
+    no_tflite = export_error(export_lib.export_model, path, out, "onnx", tflite_quantize="int8")
     assert no_tflite.exit_code == export_lib.EXIT_USAGE and "formats='onnx'" in str(no_tflite)
     for kwargs, quoted in (({"eval_images": 999}, "eval_images=999"),
                            ({"calibration_images": 0}, "calibration_images=0"),
                            ({"min_agreement": 1.5}, "min_agreement=1.5")):
-        err = _error(export_lib.export_model, path, out, "tflite", tflite_quantize="int8",
+        err = export_error(export_lib.export_model, path, out, "tflite", tflite_quantize="int8",
                      **kwargs)
         assert err.exit_code == export_lib.EXIT_USAGE and quoted in str(err)
     assert not os.path.exists(out)
-    wrong = _error(export_lib.export_model, path, str(tmp_path / "m.onnx"), "tflite",
+    wrong = export_error(export_lib.export_model, path, str(tmp_path / "m.onnx"), "tflite",
                    mode="tflite")
     assert wrong.exit_code == export_lib.EXIT_USAGE and "ending in .tflite" in str(wrong)
