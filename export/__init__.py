@@ -1,1 +1,1 @@
-"""Export trained rlra_tf models to SavedModel and ONNX."""
+"""Export trained rlra_tf models to SavedModel, ONNX and TFLite (float32 and int8)."""

@@ -1,8 +1,8 @@
-"""`python -m export --model=PATH.keras --formats=savedmodel,onnx --out=DIR`.
+"""`python -m export --model=PATH.keras --formats=savedmodel,onnx[,tflite] --out=DIR`.
 
-Writes DIR/saved_model/, DIR/model.onnx and DIR/export_report.json, verifies both artefacts
-against Keras and exits non-zero on any problem (see `export/cli.py` for the flags and exit
-codes).
+Writes DIR/saved_model/, DIR/model.onnx, DIR/model.tflite (with `--tflite_quantize=int8` also
+DIR/model_int8.tflite) and DIR/export_report.json, verifies every artefact against Keras and
+exits non-zero on any problem (see `export/cli.py` for the flags and exit codes).
 """
 
 from export import cli

@@ -1,9 +1,11 @@
-"""The flags and `main` the three export binaries share.
+"""The flags and `main` the four export binaries share.
 
-`python -m export` (folder with both formats), `python -m export.savedmodel` (a SavedModel
-folder) and `python -m export.onnx` (one `.onnx` file) differ only in what `--out` names.
-Exit codes: 0 success, then `export_lib.EXIT_*` (2 bad argument, 3 bad model file, 4 bad
-output location, 5 verification failed, 6 conversion failed); absl exits 1 on a flag error.
+`python -m export` (a folder with the formats of `--formats`), `python -m export.savedmodel` (a
+SavedModel folder), `python -m export.onnx` (one `.onnx` file) and `python -m export.tflite`
+(one `.tflite` file, and `<name>_int8.tflite` beside it with `--tflite_quantize=int8`) differ
+only in what `--out` names. Exit codes: 0 success, then `export_lib.EXIT_*` (2 bad argument, 3
+bad model file, 4 bad output location, 5 verification failed, 6 conversion failed); absl exits
+1 on a flag error.
 """
 
 import sys
@@ -15,12 +17,13 @@ from export import export_lib
 _MODEL = flags.DEFINE_string("model", None, "The .keras file of an rlra_tf model.")
 _OUT = flags.DEFINE_string(
     "out", None,
-    "python -m export: a folder that receives saved_model/, model.onnx and "
-    "export_report.json; export.savedmodel: the SavedModel folder; export.onnx: the .onnx "
-    "file (its report goes beside it).",
+    "python -m export: a folder that receives saved_model/, model.onnx, model.tflite (and "
+    "model_int8.tflite) and export_report.json; export.savedmodel: the SavedModel folder; "
+    "export.onnx / export.tflite: the .onnx / .tflite file (its report goes beside it).",
 )
 _FORMATS = flags.DEFINE_list(
-    "formats", list(export_lib.FORMATS), "python -m export only: savedmodel and/or onnx."
+    "formats", list(export_lib.DEFAULT_FORMATS),
+    f"python -m export only: any of {', '.join(export_lib.FORMATS)}.",
 )
 _OPSET = flags.DEFINE_integer(
     "opset", export_lib.DEFAULT_OPSET,
@@ -57,20 +60,44 @@ _OVERWRITE = flags.DEFINE_bool(
     "overwrite", False, "Replace existing export artefacts in the output location."
 )
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the random verification inputs.")
+_TFLITE_QUANTIZE = flags.DEFINE_string(
+    "tflite_quantize", "none",
+    "none: model.tflite only (float32); int8: also model_int8.tflite, fully integer (int8 "
+    "weights, activations, input and outputs; uint8 input with --raw_uint8_input), "
+    "calibrated on training images of the dataset.",
+)
+_TFLITE_CALIBRATION_IMAGES = flags.DEFINE_integer(
+    "tflite_calibration_images", export_lib.DEFAULT_CALIBRATION_IMAGES,
+    "Training images in the int8 model's representative dataset.",
+)
+_TFLITE_EVAL_IMAGES = flags.DEFINE_integer(
+    "tflite_eval_images", 0,
+    f"Test images (at least {export_lib.MIN_EVAL_IMAGES}) for the int8 model's top-1 "
+    "agreement with Keras and its accuracy; 0: the whole test split.",
+)
+_TFLITE_MIN_AGREEMENT = flags.DEFINE_float(
+    "tflite_min_agreement", export_lib.DEFAULT_MIN_AGREEMENT,
+    "The int8 model fails the verification when its top-1 agreement with Keras on real test "
+    "images is lower (on random images, without a dataset, it is only reported).",
+)
 
 flags.mark_flags_as_required(["model", "out"])
 
 
 def summary(report):
     """A few lines for the terminal: one row per artefact."""
-    lines = [f"{'format':<11}{'bytes':>12}{'export s':>10}{'verify s':>10}{'max |diff|':>12}  "
+    lines = [f"{'format':<12}{'bytes':>12}{'export s':>10}{'verify s':>10}{'max |diff|':>13}  "
              "path",
-             f"{'.keras':<11}{report['model_bytes']:>12}{'':>10}{'':>10}{'':>12}  "
+             f"{'.keras':<12}{report['model_bytes']:>12}{'':>10}{'':>10}{'':>13}  "
              f"{report['model']}"]
     for name, entry in report["formats"].items():
+        if "max_abs_diff_all" in entry:
+            measure = f"{entry['max_abs_diff_all']:>13.2e}"
+        else:  # the int8 model: measured by agreement, not by differences
+            measure = f"{entry['evaluation']['top1_agreement']:>8.2%} top1"
         lines.append(
-            f"{name:<11}{entry['bytes']:>12}{entry['export_seconds']:>10.2f}"
-            f"{entry['verify_seconds']:>10.2f}{entry['max_abs_diff_all']:>12.2e}  {entry['path']}"
+            f"{name:<12}{entry['bytes']:>12}{entry['export_seconds']:>10.2f}"
+            f"{entry['verify_seconds']:>10.2f}{measure}  {entry['path']}"
         )
     real = report["real_images"]
     lines.append(
@@ -78,8 +105,31 @@ def summary(report):
         f"images at batch sizes {report['batch_sizes']}, tolerance {report['tolerance']:g}; "
         f"no feedback weights exported ({report['feedback_params']} feedback values left out)"
     )
+    policies = report["model_dtype_policies"]
+    lines.append(f"serving graph: {report['serving_dtype']}" + (
+        f" (the model's layers carry {', '.join(policies)}: exported and verified as a float32 "
+        "copy with the same weights)" if policies else ""))
+    if "tflite_int8" in report["formats"]:
+        lines.append(int8_summary(report["formats"]["tflite_int8"]))
     lines.append(f"report: {report['report']}")
     return "\n".join(lines)
+
+
+def int8_summary(entry):
+    """What a user of the int8 model needs: its input's quantization, and how good it is."""
+    inp, ev, cal = entry["input"], entry["evaluation"], entry["calibration"]
+    text = (f"tflite int8: input {inp['dtype']} q = round(x / {inp['scale']:.6g}) "
+            f"{'-' if inp['zero_point'] < 0 else '+'} {abs(inp['zero_point'])} for x in [0, 1]; "
+            "top-1 agreement with Keras "
+            f"{ev['top1_agreement']:.2%} on {ev['images']} {ev['source']} images")
+    if "accuracy" in ev:
+        text += f"; accuracy {ev['accuracy']:.2%} (Keras float32 {ev['keras_accuracy']:.2%})"
+    else:
+        text += f"; accuracy {ev.get('accuracy_note', 'not measured')}"
+    text += f"; calibrated on {cal['images']} {cal['source']} images"
+    if not ev["real"]:
+        text += f" ({ev['note']})"
+    return text
 
 
 def main(argv, mode):
@@ -109,6 +159,10 @@ def main(argv, mode):
             tolerance=_TOLERANCE.value,
             overwrite=_OVERWRITE.value,
             seed=_SEED.value,
+            tflite_quantize=_TFLITE_QUANTIZE.value,
+            calibration_images=_TFLITE_CALIBRATION_IMAGES.value,
+            eval_images=_TFLITE_EVAL_IMAGES.value,
+            min_agreement=_TFLITE_MIN_AGREEMENT.value,
         )
     except export_lib.ExportError as e:
         print(f"export: error: {e}", file=sys.stderr)

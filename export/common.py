@@ -2,9 +2,9 @@
 
 Every other module of the package imports from here and nothing here imports from them. It
 owns `ExportError` and the binaries' exit codes, the artefact and tensor names
-(`INPUT_NAME`, `OUTPUT_NAMES`, the file names), the supported ONNX opsets and the defaults,
-the checks of the user's arguments, the library versions recorded in a report, and two small
-helpers (`path_bytes`, `timed`).
+(`INPUT_NAME`, `OUTPUT_NAMES`, the file names), the supported ONNX opsets, the TFLite
+quantization modes and the defaults, the checks of the user's arguments, the library versions
+recorded in a report, and two small helpers (`path_bytes`, `timed`).
 """
 
 import math
@@ -23,9 +23,10 @@ EXIT_USAGE = 2  # a bad argument (opset, formats, batch sizes, tolerance, datase
 EXIT_MODEL = 3  # the .keras file is missing, corrupt or not an rlra_tf model
 EXIT_OUTPUT = 4  # the output location is not writable, or not empty without overwrite
 EXIT_VERIFY = 5  # an artefact differs from Keras beyond the tolerance or holds feedback weights
-EXIT_CONVERSION = 6  # TensorFlow or tf2onnx failed to write an artefact
+EXIT_CONVERSION = 6  # TensorFlow, tf2onnx or the TFLite converter failed to write an artefact
 
-FORMATS = ("savedmodel", "onnx")
+FORMATS = ("savedmodel", "onnx", "tflite")
+DEFAULT_FORMATS = ("savedmodel", "onnx")
 # tf2onnx 1.17 converts to ONNX opsets 13 to 18 only (it refuses 19 and above).
 SUPPORTED_OPSETS = tuple(range(13, 19))
 DEFAULT_OPSET = 17
@@ -34,6 +35,14 @@ DEFAULT_BATCH_SIZES = (1, 7)
 REPORT_NAME = "export_report.json"
 SAVEDMODEL_NAME = "saved_model"
 ONNX_NAME = "model.onnx"
+TFLITE_NAME = "model.tflite"
+TFLITE_INT8_SUFFIX = "_int8"  # model.tflite -> model_int8.tflite
+# What `--tflite_quantize` accepts: "none" (the float32 model.tflite only), or "int8" (also a
+# fully integer model: int8 weights and activations, int8 input and outputs).
+TFLITE_QUANTIZE = ("none", "int8")
+DEFAULT_CALIBRATION_IMAGES = 300  # training images of the representative dataset
+MIN_EVAL_IMAGES = 1000  # the int8 model's top-1 agreement is measured on at least this many
+DEFAULT_MIN_AGREEMENT = 0.9  # int8 top-1 agreement with Keras below this fails the export
 INPUT_NAME = "images"
 OUTPUT_NAMES = ("logits", "probabilities")
 # What tf.saved_model.save writes into a SavedModel folder.
@@ -79,6 +88,41 @@ def check_formats(formats):
     return formats
 
 
+def check_tflite_quantize(quantize, formats):
+    """`"none"` or `"int8"`; int8 needs `tflite` among the formats."""
+    if quantize not in TFLITE_QUANTIZE:
+        raise ExportError(
+            f"Expected one of {', '.join(TFLITE_QUANTIZE)} for the TFLite quantization, "
+            f"received: tflite_quantize={quantize!r}",
+            EXIT_USAGE,
+        )
+    if quantize != "none" and "tflite" not in formats:
+        raise ExportError(
+            f"tflite_quantize={quantize!r} quantizes the TFLite model, but tflite is not among "
+            f"the formats, received: formats={','.join(formats)!r}",
+            EXIT_USAGE,
+        )
+    return quantize
+
+
+def check_image_count(name, value, minimum, zero_means=None):
+    """A count of images as an int >= `minimum` (or 0 when `zero_means` says what 0 means)."""
+    ok = not isinstance(value, bool) and isinstance(value, (int, np.integer)) and (
+        value >= minimum or (zero_means is not None and value == 0))
+    if not ok:
+        allowed = f"an integer >= {minimum}" + (f", or 0 for {zero_means}" if zero_means else "")
+        raise ExportError(f"Expected {allowed}, received: {name}={value!r}", EXIT_USAGE)
+    return int(value)
+
+
+def check_fraction(name, value):
+    fraction = _as_float(value)
+    if isinstance(value, bool) or not 0.0 <= fraction <= 1.0:
+        raise ExportError(f"Expected a fraction in [0, 1], received: {name}={value!r}",
+                          EXIT_USAGE)
+    return fraction
+
+
 def check_batch_sizes(batch_sizes):
     if isinstance(batch_sizes, str):
         try:
@@ -99,10 +143,7 @@ def check_batch_sizes(batch_sizes):
 
 
 def check_tolerance(tolerance):
-    try:
-        value = float(tolerance)
-    except (TypeError, ValueError):
-        value = float("nan")
+    value = _as_float(tolerance)
     if not math.isfinite(value) or value < 0:
         raise ExportError(
             f"Expected a finite tolerance >= 0, received: tolerance={tolerance!r}", EXIT_USAGE
@@ -111,6 +152,14 @@ def check_tolerance(tolerance):
 
 
 # --------------------------------------------------------------------------------- helpers
+
+
+def _as_float(value):
+    """`float(value)`, or NaN when it is not a number (so range checks fail)."""
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return float("nan")
 
 
 def _version(module_name):

@@ -4,7 +4,9 @@ Part of the shared layer of `export/`. `dataset="auto"` means the `dataset` of a
 `config.json` beside the model when there is one (`dataset_from_run_config`), else the datasets
 of `rlra_tf.data` whose image shape and class count match the model's. `real_test_images`
 reads a few test images of that dataset (when it is available offline) and says which one it
-used or why none; `dataset_class_names` gives that dataset's class names, or "0".."K-1".
+used or why none; `dataset_class_names` gives that dataset's class names, or "0".."K-1";
+`labelled_images` and `labelled_batches` read more of a split once a dataset is chosen (the
+int8 TFLite model's calibration images from "train", its evaluation batches from "test").
 """
 
 import json
@@ -57,14 +59,32 @@ def real_test_images(model, dataset="auto", count=8, data_dir=None):
     reasons = []
     for name in candidates:
         try:
-            batch = next(iter(data.load(name, "test", count, limit=count, data_dir=data_dir)))
-            return np.asarray(batch[0], np.float32), {
-                "dataset": name, "split": "test", "candidates": candidates}
+            images, _ = labelled_images(name, "test", count, data_dir)
+            return images, {"dataset": name, "split": "test", "candidates": candidates}
         except data.DatasetUnavailableError as e:
             reasons.append(f"{name}: {str(e).splitlines()[0]}")
     if dataset != "auto":
         raise ExportError(f"Dataset {dataset} is not available: {reasons[0]}", EXIT_USAGE)
     return None, {"skipped": "; ".join(reasons), "candidates": candidates}
+
+
+def labelled_batches(name, split, count=None, data_dir=None, batch_size=1000):
+    """Yields `(images, labels)` NumPy batches of the first `count` examples of a split of
+    `rlra_tf.data` (all of them when `count` is None), in the split's stored order: float32
+    images in [0, 1] and int labels. Raises `data.DatasetUnavailableError` when the dataset is
+    not available offline.
+    """
+    from rlra_tf import data
+
+    batch_size = min(batch_size, count) if count else batch_size
+    for x, y in data.load(name, split, batch_size, shuffle=False, limit=count, data_dir=data_dir):
+        yield np.asarray(x, np.float32), np.asarray(y)
+
+
+def labelled_images(name, split, count=None, data_dir=None):
+    """`(images, labels)`: `labelled_batches` as two arrays."""
+    images, labels = zip(*labelled_batches(name, split, count, data_dir))
+    return np.concatenate(images), np.concatenate(labels)
 
 
 def dataset_from_run_config(model_path, dataset):

@@ -1,24 +1,28 @@
-"""Export an rlra_tf model to SavedModel and ONNX and verify the artefacts against Keras.
+"""Export an rlra_tf model to SavedModel, ONNX and TFLite and verify the artefacts against Keras.
 
 The serving graph is the model's forward pass in inference mode (BatchNorm on its moving
-statistics) and nothing else: `ServingModule` traces `model(images, training=False)` once and
-tracks exactly the variables that trace reads, so the error synapses (feedback weights), the
-optimiser state and the metrics never reach an artefact. Its one signature, `serving_default`,
-takes `images` (float32 in [0, 1], or uint8 in [0, 255] with `raw_uint8_input`) of shape
-`(batch,) + image_shape` with a dynamic batch and returns `logits` and `probabilities`.
+statistics), in float32, and nothing else: `ServingModule` traces `model(images,
+training=False)` once and tracks exactly the variables that trace reads, so the error synapses
+(feedback weights), the optimiser state and the metrics never reach an artefact. Its one
+signature, `serving_default`, takes `images` (float32 in [0, 1], or uint8 in [0, 255] with
+`raw_uint8_input`) of shape `(batch,) + image_shape` with a dynamic batch and returns `logits`
+and `probabilities`. A model saved under a mixed-precision policy is exported (and verified)
+as a float32 copy of itself (`serving.float32_model`); the report says so.
 
 `export_model` is what the binaries (`python -m export`, `python -m export.savedmodel`,
-`python -m export.onnx`) call: it checks its arguments and the output location, loads the
-`.keras` file, writes the artefacts, reloads them (`tf.saved_model.load`, onnxruntime), runs the
-ONNX checker, compares every artefact with Keras on random and (when a dataset is available)
-real test images at two batch sizes, writes `export_report.json` and raises `ExportError` (with
-an exit code) when anything is wrong.
+`python -m export.onnx`, `python -m export.tflite`) call: it checks its arguments and the
+output location, loads the `.keras` file, writes the artefacts, reloads them
+(`tf.saved_model.load`, onnxruntime, the TFLite interpreter), runs the ONNX checker, compares
+every float artefact with Keras on random and (when a dataset is available) real test images
+at two batch sizes, measures an int8 TFLite model by its top-1 agreement with Keras and its
+accuracy, writes `export_report.json` and raises `ExportError` (with an exit code) when
+anything is wrong.
 
 This module is the orchestration layer of `export/`; imports run one way, down this list:
 
-    cli                                   the flags and main of the three binaries
+    cli                                   the flags and main of the four binaries
     export_lib, output                    orchestration: export_model, the output location
-    savedmodel_lib, onnx_lib              the formats: write, reload and verify one artefact
+    savedmodel_lib, onnx_lib, tflite_lib  the formats: write, reload and verify one artefact
     datasets, verification, serving,      the shared layer: the dataset used, the checks
     common                                against Keras, ServingModule, names, exit codes, errors
 
@@ -31,9 +35,14 @@ import json
 import os
 import time
 
-from export import onnx_lib, savedmodel_lib
+import numpy as np
+
+from export import onnx_lib, savedmodel_lib, tflite_lib
 from export.common import (
     DEFAULT_BATCH_SIZES,
+    DEFAULT_CALIBRATION_IMAGES,
+    DEFAULT_FORMATS,
+    DEFAULT_MIN_AGREEMENT,
     DEFAULT_OPSET,
     DEFAULT_TOLERANCE,
     EXIT_CONVERSION,
@@ -43,26 +52,41 @@ from export.common import (
     EXIT_VERIFY,
     FORMATS,
     INPUT_NAME,
+    MIN_EVAL_IMAGES,
     ONNX_NAME,
     OUTPUT_NAMES,
     REPORT_NAME,
     SAVEDMODEL_ENTRIES,
     SAVEDMODEL_NAME,
     SUPPORTED_OPSETS,
+    TFLITE_NAME,
+    TFLITE_QUANTIZE,
     ExportError,
     check_batch_sizes,
     check_formats,
+    check_fraction,
+    check_image_count,
     check_opset,
+    check_tflite_quantize,
     check_tolerance,
     path_bytes,
     timed,
     versions,
 )
-from export.datasets import dataset_class_names, dataset_from_run_config, real_test_images
-from export.output import OutputLayout, layout_for, prepare_output
+from export.datasets import (
+    dataset_class_names,
+    dataset_from_run_config,
+    labelled_batches,
+    labelled_images,
+    real_test_images,
+)
+from export.output import OutputLayout, int8_path, layout_for, prepare_output
 from export.serving import (
+    SERVING_DTYPE,
     ServingModule,
     default_class_names,
+    dtype_policies,
+    float32_model,
     image_shape,
     input_convention,
     load_aligned_model,
@@ -78,16 +102,19 @@ from export.verification import (
 
 __all__ = [
     # common
-    "DEFAULT_BATCH_SIZES", "DEFAULT_OPSET", "DEFAULT_TOLERANCE", "EXIT_CONVERSION", "EXIT_MODEL",
-    "EXIT_OUTPUT", "EXIT_USAGE", "EXIT_VERIFY", "FORMATS", "INPUT_NAME", "ONNX_NAME",
-    "OUTPUT_NAMES", "REPORT_NAME", "SAVEDMODEL_ENTRIES", "SAVEDMODEL_NAME", "SUPPORTED_OPSETS",
-    "ExportError", "check_batch_sizes", "check_formats", "check_opset", "check_tolerance",
-    "path_bytes", "timed", "versions",
+    "DEFAULT_BATCH_SIZES", "DEFAULT_CALIBRATION_IMAGES", "DEFAULT_FORMATS",
+    "DEFAULT_MIN_AGREEMENT", "DEFAULT_OPSET", "DEFAULT_TOLERANCE", "EXIT_CONVERSION",
+    "EXIT_MODEL", "EXIT_OUTPUT", "EXIT_USAGE", "EXIT_VERIFY", "FORMATS", "INPUT_NAME",
+    "MIN_EVAL_IMAGES", "ONNX_NAME", "OUTPUT_NAMES", "REPORT_NAME", "SAVEDMODEL_ENTRIES",
+    "SAVEDMODEL_NAME", "SUPPORTED_OPSETS", "TFLITE_NAME", "TFLITE_QUANTIZE", "ExportError",
+    "check_batch_sizes", "check_formats", "check_fraction", "check_image_count", "check_opset",
+    "check_tflite_quantize", "check_tolerance", "path_bytes", "timed", "versions",
     # datasets, output, serving, verification
-    "dataset_class_names", "dataset_from_run_config", "real_test_images",
-    "OutputLayout", "layout_for", "prepare_output",
-    "ServingModule", "default_class_names", "image_shape", "input_convention",
-    "load_aligned_model",
+    "dataset_class_names", "dataset_from_run_config", "labelled_batches", "labelled_images",
+    "real_test_images",
+    "OutputLayout", "int8_path", "layout_for", "prepare_output",
+    "SERVING_DTYPE", "ServingModule", "default_class_names", "dtype_policies", "float32_model",
+    "image_shape", "input_convention", "load_aligned_model",
     "compare", "feedback_matches", "keras_outputs", "run_forward", "verification_inputs",
     "verify",
     # this module
@@ -98,7 +125,7 @@ __all__ = [
 def export_model(
     model_path,
     out,
-    formats=FORMATS,
+    formats=DEFAULT_FORMATS,
     *,
     mode="combined",
     opset=DEFAULT_OPSET,
@@ -110,14 +137,20 @@ def export_model(
     tolerance=DEFAULT_TOLERANCE,
     overwrite=False,
     seed=0,
+    tflite_quantize="none",
+    calibration_images=DEFAULT_CALIBRATION_IMAGES,
+    eval_images=0,
+    min_agreement=DEFAULT_MIN_AGREEMENT,
 ):
     """Exports `model_path` (a `.keras` file) and verifies the artefacts. Returns the report.
 
     Args:
         model_path: the `.keras` file of an rlra_tf `AlignedModel`.
-        out: see `layout_for` (a folder, the SavedModel folder, or the `.onnx` file).
-        formats: `"savedmodel"` and/or `"onnx"` (a list or a comma-separated string).
-        mode: `"combined"`, `"savedmodel"` or `"onnx"`: the binary's output layout.
+        out: see `layout_for` (a folder, the SavedModel folder, or the `.onnx` / `.tflite`
+            file).
+        formats: `"savedmodel"`, `"onnx"` and/or `"tflite"` (a list or a comma-separated
+            string).
+        mode: `"combined"`, `"savedmodel"`, `"onnx"` or `"tflite"`: the binary's output layout.
         opset: ONNX opset, 13 to 18.
         raw_uint8_input: the graph takes uint8 pixels and divides them by 255 itself.
         class_names: one name per class (default: a dataset's names when `dataset` names one
@@ -130,6 +163,12 @@ def export_model(
         tolerance: the largest allowed max abs difference of logits and probabilities.
         overwrite: replace existing artefacts.
         seed: seed of the random verification inputs.
+        tflite_quantize: `"none"`, or `"int8"`: also write a fully integer TFLite model
+            beside `model.tflite` (`model_int8.tflite`).
+        calibration_images: training images of the int8 model's representative dataset.
+        eval_images: at most this many test images (>= 1,000) for the int8 model's top-1
+            agreement with Keras and its accuracy; 0: the whole test split.
+        min_agreement: the int8 model's least top-1 agreement with Keras on real test images.
 
     Raises:
         ExportError: with `exit_code`; on a failed verification the report is written first.
@@ -138,6 +177,12 @@ def export_model(
     formats = check_formats(formats)
     if "onnx" in formats:
         opset = check_opset(opset)
+    tflite_quantize = check_tflite_quantize(tflite_quantize, formats)
+    if tflite_quantize == "int8":
+        calibration_images = check_image_count("calibration_images", calibration_images, 1)
+        eval_images = check_image_count("eval_images", eval_images, MIN_EVAL_IMAGES,
+                                        zero_means="the whole test split")
+        min_agreement = check_fraction("min_agreement", min_agreement)
     batch_sizes = check_batch_sizes(batch_sizes)
     tolerance = check_tolerance(tolerance)
     layout = layout_for(out, formats, mode)
@@ -145,6 +190,8 @@ def export_model(
 
     t0 = time.perf_counter()
     model = load_aligned_model(model_path)
+    policies = dtype_policies(model)
+    model = float32_model(model)  # the serving graph, and the Keras reference, are float32
     load_seconds = time.perf_counter() - t0
     shape = image_shape(model)
     dataset, config_path = dataset_from_run_config(model_path, dataset)
@@ -180,12 +227,16 @@ def export_model(
         "input_convention": module.input_convention,
         "inputs": {INPUT_NAME: "uint8" if raw_uint8_input else "float32"},
         "outputs": list(OUTPUT_NAMES),
+        "serving_dtype": SERVING_DTYPE,
+        "model_dtype_policies": policies,
+        "serving_dtype_note": _serving_dtype_note(policies),
         "forward_params": int(n_fwd),
         "feedback_params": int(n_fb),
         "exported_variables": module.forward_paths,
         "tolerance": tolerance,
         "batch_sizes": list(batch_sizes),
         "real_images": real_note,
+        "tflite_quantize": tflite_quantize if "tflite" in formats else None,
         "load_seconds": round(load_seconds, 4),
         "formats": {},
         "versions": versions(),
@@ -203,7 +254,24 @@ def export_model(
             source=os.path.basename(os.fspath(model_path)))
         report["formats"]["onnx"] = entry
         failures += _failures("ONNX", entry, tolerance)
-    report["max_abs_diff"] = max(e["max_abs_diff_all"] for e in report["formats"].values())
+    if "tflite" in formats:
+        entry = tflite_lib.export_and_verify(
+            module, model, layout.tflite, cases, references, tolerance)
+        report["formats"]["tflite"] = entry
+        failures += _failures("TFLite", entry, tolerance)
+    if tflite_quantize == "int8":
+        calibration, evaluation = _int8_images(
+            shape, real_note, data_dir, calibration_images, eval_images, seed)
+        entry = tflite_lib.export_and_verify_int8(
+            module, model, int8_path(layout.tflite), calibration, evaluation, cases,
+            references, min_agreement)
+        report["formats"]["tflite_int8"] = entry
+        failures += [f"TFLite int8 {f}" for f in entry["failures"]]
+        if entry["feedback_weights_found"]:
+            failures.append(f"TFLite int8 holds feedback weights: "
+                            f"{entry['feedback_weights_found']}")
+    report["max_abs_diff"] = max(e["max_abs_diff_all"] for e in report["formats"].values()
+                                 if "max_abs_diff_all" in e)
     report["passed"] = not failures
     report["failures"] = failures
     report["total_seconds"] = round(time.perf_counter() - started, 4)
@@ -217,6 +285,43 @@ def export_model(
     return report
 
 
+def _serving_dtype_note(policies):
+    if not policies:
+        return "the model computes in float32; so do the exported graphs"
+    return (f"the model's layers carry the dtype policies {policies}; the exported graphs are "
+            "float32 all the same (a float32 copy of the model, same weights), and are "
+            "verified against that float32 Keras model")
+
+
+def _int8_images(shape, real_note, data_dir, calibration_images, eval_images, seed):
+    """`(calibration, evaluation)` for `tflite_lib.export_and_verify_int8`.
+
+    From the dataset the real test images came from: the first `calibration_images` images
+    of its "train" split (tfds stores them shuffled), and batches of its "test" split (the
+    first `eval_images`, or all of it) with labels, read as they are measured. Without one:
+    seeded random images in [0, 1], 1,000 for the agreement and no accuracy, and the notes
+    say why.
+    """
+    name = real_note.get("dataset")
+    reason = real_note.get("skipped", "no dataset")
+    if name is not None:
+        try:
+            cal, _ = labelled_images(name, "train", calibration_images, data_dir)
+            test = labelled_batches(name, "test", eval_images or None, data_dir)
+            return (cal, {"source": f"{name} train", "order": "the first images of the "
+                          "split in tfds' stored order", "real": True}), \
+                (test, {"source": f"{name} test", "real": True})
+        except Exception as e:  # tfds raises many types: fall back to random, and say so
+            reason = f"{name} train could not be read ({type(e).__name__}: {e})"
+    rng = np.random.default_rng(seed + 1)
+    random_note = {"source": "random", "real": False,
+                   "note": f"uniform random images in [0, 1]: {reason}"}
+    cal = rng.random((calibration_images,) + shape, dtype=np.float32)
+    test = [(rng.random((max(eval_images, MIN_EVAL_IMAGES),) + shape, dtype=np.float32), None)]
+    return (cal, random_note), (test, {**random_note, "accuracy_note": "not measured: no "
+                                       "labelled test split"})
+
+
 def _failures(label, entry, tolerance):
     out = []
     if not entry["within_tolerance"]:
@@ -225,4 +330,3 @@ def _failures(label, entry, tolerance):
     if entry["feedback_weights_found"]:
         out.append(f"{label} holds feedback weights: {entry['feedback_weights_found']}")
     return out
-

@@ -2,12 +2,19 @@
 
 Part of the shared layer of `export/` (with `common` and `verification`). It owns
 `load_aligned_model` (a `.keras` file to an rlra_tf `AlignedModel`, or `ExportError`),
-`image_shape`, and `ServingModule`: the model's forward pass in inference mode (BatchNorm on its
-moving statistics) and nothing else. `ServingModule` traces `model(images, training=False)` once
-and tracks exactly the variables that trace reads, so the error synapses (feedback weights), the
-optimiser state and the metrics never reach an artefact. Its one signature takes `images`
-(float32 in [0, 1], or uint8 in [0, 255] with `raw_uint8_input`) of shape
-`(batch,) + image_shape` with a dynamic batch and returns `logits` and `probabilities`.
+`image_shape`, `float32_model` (a copy of a model whose layers carry a mixed-precision or
+half-precision dtype policy, computing in float32), and `ServingModule`: the model's forward
+pass in inference mode (BatchNorm on its moving statistics), in float32, and nothing else.
+`ServingModule` traces `model(images, training=False)` once and tracks exactly the variables
+that trace reads, so the error synapses (feedback weights), the optimiser state and the metrics
+never reach an artefact. Its one signature takes `images` (float32 in [0, 1], or uint8 in
+[0, 255] with `raw_uint8_input`) of shape `(batch,) + image_shape` with a dynamic batch and
+returns `logits` and `probabilities`.
+
+The serving graph is always float32: a model saved under `keras.config.set_dtype_policy(
+"mixed_bfloat16")` (or `"mixed_float16"`) keeps its variables in float32 and only computes in
+half precision, so `float32_model` rebuilds it from its config with every policy set to float32
+and copies the weights; `ServingModule` then checks that no op of its graph is half precision.
 """
 
 import json
@@ -16,6 +23,7 @@ import zipfile
 
 import keras
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 
 from export.common import EXIT_CONVERSION, EXIT_MODEL, EXIT_USAGE, INPUT_NAME, ExportError
 from rlra_tf.models import AlignedModel
@@ -84,6 +92,82 @@ def image_shape(model):
     return tuple(int(d) for d in shape[1:])
 
 
+SERVING_DTYPE = "float32"
+_HALF_DTYPES = {types_pb2.DT_HALF: "float16", types_pb2.DT_BFLOAT16: "bfloat16"}
+
+
+def dtype_policies(model):
+    """The names of the dtype policies of `model` and its layers that do not compute in float32,
+    sorted (empty for a float32 model)."""
+    return sorted({layer.dtype_policy.name for layer in model._flatten_layers()
+                   if layer.dtype_policy.compute_dtype != SERVING_DTYPE})
+
+
+def _float32_config(config):
+    """`config` (a serialised Keras object) with every `DTypePolicy` set to float32."""
+    if isinstance(config, dict):
+        if config.get("class_name") == "DTypePolicy" and isinstance(config.get("config"), dict):
+            return {**config, "config": {**config["config"], "name": SERVING_DTYPE}}
+        return {k: _float32_config(v) for k, v in config.items()}
+    if isinstance(config, list):
+        return [_float32_config(v) for v in config]
+    return config
+
+
+def float32_model(model):
+    """`model` if it computes in float32, else a float32 copy of it with the same weights.
+
+    A model built under a mixed policy (`mixed_bfloat16`, `mixed_float16`) holds float32
+    variables and computes in half precision; the copy is rebuilt from the model's config with
+    every dtype policy set to float32 (and Keras' global policy set to float32 meanwhile, so
+    layers that a model creates itself are float32 too), then given the model's weights. The
+    model passed in is left as it is.
+
+    Raises:
+        ExportError: when the copy cannot be built or still computes in half precision.
+    """
+    policies = dtype_policies(model)
+    if not policies:
+        return model
+    config = keras.saving.serialize_keras_object(model)
+    config.pop("compile_config", None)  # the copy serves; it is never trained
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(SERVING_DTYPE)
+    try:
+        copy = keras.saving.deserialize_keras_object(_float32_config(config))
+        if not copy.built:
+            copy.build_from_config(model.get_build_config())
+        copy.set_weights(model.get_weights())
+    except Exception as e:  # Keras raises many types when a config does not rebuild.
+        raise ExportError(
+            f"Cannot rebuild {model.name!r} (dtype policies {policies}) in float32 for the "
+            f"serving graph ({type(e).__name__}: {e})", EXIT_CONVERSION) from e
+    finally:
+        keras.config.set_dtype_policy(previous)
+    left = dtype_policies(copy)
+    if left:
+        raise ExportError(f"The float32 copy of {model.name!r} still computes in {left}",
+                          EXIT_CONVERSION)
+    return copy
+
+
+def half_precision_ops(concrete_function):
+    """`["op name (dtype)"]` of every op of a traced function (nested functions included) that
+    has a float16 or bfloat16 input, output or type attribute."""
+    graph_def = concrete_function.graph.as_graph_def()
+    nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
+    found = []
+    for node in nodes:
+        types = set()
+        for attr in node.attr.values():
+            types.add(attr.type)
+            types.update(attr.list.type)
+        half = sorted(_HALF_DTYPES[t] for t in types if t in _HALF_DTYPES)
+        if half:
+            found.append(f"{node.name} ({', '.join(half)})")
+    return found
+
+
 def variable_key(variable):
     """The identity of the `tf.Variable` behind a Keras variable (or of a tf.Variable)."""
     return id(getattr(variable, "value", variable)) if isinstance(variable, keras.Variable) \
@@ -110,6 +194,9 @@ class ServingModule(tf.Module):
         serve: `tf.function` `images -> {"logits", "probabilities"}` (float32, inference mode).
         metadata: `tf.function` returning the class names and the input convention as strings.
         forward_variables: the variables `serve` reads (never a feedback weight).
+        model_dtype_policies: the model's dtype policies that are not float32 (for a mixed
+            precision model, `["mixed_bfloat16"]`): `serve` computes in float32 all the same,
+            on a float32 copy of the model (`float32_model`).
 
     The Keras model is kept out of the tracked attributes on purpose: `tf.saved_model.save`
     would otherwise save every weight it owns, error synapses included.
@@ -117,6 +204,8 @@ class ServingModule(tf.Module):
 
     def __init__(self, model, raw_uint8_input=False, class_names=None):
         super().__init__(name="rlra_tf_serving")
+        self.model_dtype_policies = tuple(dtype_policies(model))
+        model = float32_model(model)
         shape = image_shape(model)
         names = list(class_names) if class_names is not None else default_class_names(model)
         self.raw_uint8_input = bool(raw_uint8_input)
@@ -134,7 +223,13 @@ class ServingModule(tf.Module):
             return {"logits": logits, "probabilities": tf.nn.softmax(logits, axis=-1)}
 
         self.serve = tf.function(serve, input_signature=[spec])
-        captured = {id(v): v for v in self.serve.get_concrete_function().variables}
+        concrete = self.serve.get_concrete_function()
+        half = half_precision_ops(concrete)
+        if half:
+            raise ExportError(
+                f"The serving graph of {model.name!r} computes in half precision, not float32: "
+                f"{half[:5]}", EXIT_CONVERSION)
+        captured = {id(v): v for v in concrete.variables}
         feedback = {variable_key(w): w.path for w in model.feedback_weights}
         leaked = sorted(feedback[k] for k in captured if k in feedback)
         if leaked:

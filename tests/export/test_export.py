@@ -1,4 +1,7 @@
-"""Export to SavedModel and ONNX: parity with Keras, no feedback weights, clear errors."""
+"""Export to SavedModel, ONNX and TFLite: parity with Keras, no feedback weights, clear errors.
+
+The int8 TFLite model has its own tests (test_export_tflite.py).
+"""
 
 import json
 import os
@@ -11,44 +14,20 @@ import onnx
 import onnxruntime
 import pytest
 import tensorflow as tf
+from export_testing import CLASSES, SHAPE, TOL, export_error, keras_reference
 from onnx import numpy_helper
 
 import rlra_tf
-from export import export_lib
+from export import export_lib, tflite_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SHAPE = (8, 8, 1)
-CLASSES = 3
-TOL = 1e-5
-
-
-def _train_tiny_mlp():
-    keras.utils.set_random_seed(0)
-    # With its own input normalisation, which the exported graph must keep.
-    model = rlra_tf.models.mlp(SHAPE, hidden_units=(6, 5), num_classes=CLASSES,
-                               input_mean=(0.4,), input_std=(0.3,))
-    model.compile(optimizer=keras.optimizers.Adam(0.01), rule="rec_lra", jit_compile=False)
-    rng = np.random.default_rng(0)
-    x = rng.random((24,) + SHAPE, dtype=np.float32)
-    y = rng.integers(0, CLASSES, size=24)
-    model.fit(x, y, batch_size=8, epochs=1, verbose=0)  # 3 rec-LRA steps
-    return model
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """`(model, path)`: a tiny MLP trained 3 steps with rec_lra, saved as .keras."""
-    model = _train_tiny_mlp()
-    path = str(tmp_path_factory.mktemp("model") / "tiny.keras")
-    model.save(path)
-    return model, path
 
 
 @pytest.fixture(scope="module")
 def float_export(trained, tmp_path_factory):
     _, path = trained
     out = str(tmp_path_factory.mktemp("export") / "float")
-    report = export_lib.export_model(path, out, "savedmodel,onnx", dataset="none")
+    report = export_lib.export_model(path, out, "savedmodel,onnx,tflite", dataset="none")
     return out, report
 
 
@@ -57,16 +36,10 @@ def uint8_export(trained, tmp_path_factory):
     _, path = trained
     out = str(tmp_path_factory.mktemp("export") / "uint8")
     report = export_lib.export_model(
-        path, out, ("savedmodel", "onnx"), raw_uint8_input=True, opset=13,
+        path, out, ("savedmodel", "onnx", "tflite"), raw_uint8_input=True, opset=13,
         class_names=["cat", "dog", "owl"], dataset="none",
     )
     return out, report
-
-
-def _keras(model, x):
-    logits = np.asarray(model(x, training=False))
-    e = np.exp(logits - logits.max(axis=-1, keepdims=True))
-    return logits, e / e.sum(axis=-1, keepdims=True)
 
 
 def _savedmodel_outputs(folder, x):
@@ -89,14 +62,23 @@ def _forward_weights(model):
     return [np.asarray(w) for w in model.weights if id(w) not in feedback]
 
 
+def _tflite_outputs(folder, x):
+    """The signature runner resizes the input to the batch, then allocates."""
+    path = os.path.join(folder, "model.tflite")
+    out = tflite_lib.interpreter(path).get_signature_runner("serving_default")(images=x)
+    assert set(out) == {"logits", "probabilities"}
+    return out["logits"], out["probabilities"]
+
+
 @pytest.mark.parametrize("batch", [1, 7])
-def test_savedmodel_and_onnx_match_keras(trained, float_export, batch):
+def test_savedmodel_onnx_and_tflite_match_keras(trained, float_export, batch):
     model, _ = trained
     folder, _ = float_export
     x = np.random.default_rng(batch).random((batch,) + SHAPE, dtype=np.float32)
-    logits, probs = _keras(model, x)
+    logits, probs = keras_reference(model, x)
     assert np.abs(logits).max() > 0.05  # a trained, non-trivial model
-    for got_logits, got_probs in (_savedmodel_outputs(folder, x), _onnx_outputs(folder, x)):
+    for got_logits, got_probs in (_savedmodel_outputs(folder, x), _onnx_outputs(folder, x),
+                                  _tflite_outputs(folder, x)):
         assert got_logits.shape == (batch, CLASSES) and got_logits.dtype == np.float32
         np.testing.assert_allclose(got_logits, logits, rtol=0, atol=TOL)
         np.testing.assert_allclose(got_probs, probs, rtol=0, atol=TOL)
@@ -132,8 +114,9 @@ def test_raw_uint8_input_matches_keras_on_normalised_input(trained, uint8_export
     model, _ = trained
     folder, _ = uint8_export
     x = np.random.default_rng(10 + batch).integers(0, 256, (batch,) + SHAPE, dtype=np.uint8)
-    logits, probs = _keras(model, x.astype(np.float32) / 255.0)
-    for got_logits, got_probs in (_savedmodel_outputs(folder, x), _onnx_outputs(folder, x)):
+    logits, probs = keras_reference(model, x.astype(np.float32) / 255.0)
+    for got_logits, got_probs in (_savedmodel_outputs(folder, x), _onnx_outputs(folder, x),
+                                  _tflite_outputs(folder, x)):
         np.testing.assert_allclose(got_logits, logits, rtol=0, atol=TOL)
         np.testing.assert_allclose(got_probs, probs, rtol=0, atol=TOL)
     proto = onnx.load(os.path.join(folder, "model.onnx"))
@@ -186,26 +169,20 @@ def test_feedback_matches_finds_transposed_copies(trained):
     assert len(found) == 1 and found[0].startswith("a (=") and "feedback" in found[0]
 
 
-def _error(fn, *args, **kwargs):
-    with pytest.raises(export_lib.ExportError) as info:
-        fn(*args, **kwargs)
-    return info.value
-
-
 def test_model_file_errors(tmp_path):
-    missing = _error(export_lib.load_aligned_model, str(tmp_path / "nope.keras"))
+    missing = export_error(export_lib.load_aligned_model, str(tmp_path / "nope.keras"))
     assert missing.exit_code == export_lib.EXIT_MODEL and "not found" in str(missing)
 
     garbage = tmp_path / "garbage.keras"
     garbage.write_bytes(b"this is not a zip archive" * 10)
-    corrupt = _error(export_lib.load_aligned_model, str(garbage))
+    corrupt = export_error(export_lib.load_aligned_model, str(garbage))
     assert corrupt.exit_code == export_lib.EXIT_MODEL
     assert "not a valid .keras archive" in str(corrupt)
 
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     plain_path = str(tmp_path / "plain.keras")
     plain.save(plain_path)
-    foreign = _error(export_lib.load_aligned_model, plain_path)
+    foreign = export_error(export_lib.load_aligned_model, plain_path)
     assert foreign.exit_code == export_lib.EXIT_MODEL
     assert "not an rlra_tf AlignedModel" in str(foreign) and "Sequential" in str(foreign)
 
@@ -214,14 +191,14 @@ def test_truncated_model_file(trained, tmp_path):
     _, path = trained
     truncated = tmp_path / "truncated.keras"
     truncated.write_bytes(open(path, "rb").read()[:2000])
-    err = _error(export_lib.load_aligned_model, str(truncated))
+    err = export_error(export_lib.load_aligned_model, str(truncated))
     assert err.exit_code == export_lib.EXIT_MODEL and "corrupt or truncated" in str(err)
 
 
 @pytest.mark.parametrize("opset", [12, 19, "17"])
 def test_bad_opset(trained, tmp_path, opset):
     _, path = trained
-    err = _error(export_lib.export_model, path, str(tmp_path / "o"), "onnx", opset=opset)
+    err = export_error(export_lib.export_model, path, str(tmp_path / "o"), "onnx", opset=opset)
     assert err.exit_code == export_lib.EXIT_USAGE
     assert f"opset={opset!r}" in str(err) and "13 to 18" in str(err)
     assert not os.path.exists(tmp_path / "o")  # refused before anything was written
@@ -230,18 +207,18 @@ def test_bad_opset(trained, tmp_path, opset):
 def test_output_errors(trained, float_export, tmp_path):
     _, path = trained
     folder, _ = float_export
-    busy = _error(export_lib.export_model, path, folder, "onnx")
+    busy = export_error(export_lib.export_model, path, folder, "onnx")
     assert busy.exit_code == export_lib.EXIT_OUTPUT
     assert "is not empty" in str(busy) and "--overwrite" in str(busy)
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
-    blocked = _error(export_lib.export_model, path, str(a_file / "out"), "onnx")
+    blocked = export_error(export_lib.export_model, path, str(a_file / "out"), "onnx")
     assert blocked.exit_code == export_lib.EXIT_OUTPUT and "not writable" in str(blocked)
 
     existing = tmp_path / "m.onnx"
     existing.write_text("old")
-    taken = _error(export_lib.export_model, path, str(existing), "onnx", mode="onnx")
+    taken = export_error(export_lib.export_model, path, str(existing), "onnx", mode="onnx")
     assert taken.exit_code == export_lib.EXIT_OUTPUT and "already exists" in str(taken)
 
 
@@ -274,7 +251,8 @@ def test_parity_failure_writes_report_and_fails(trained, tmp_path, monkeypatch):
 
     monkeypatch.setattr(export_lib, "keras_outputs", off_by_a_bit)
     out = tmp_path / "out"
-    err = _error(export_lib.export_model, path, str(out), "onnx", dataset="none", tolerance=1e-3)
+    err = export_error(export_lib.export_model, path, str(out), "onnx", dataset="none",
+                       tolerance=1e-3)
     assert err.exit_code == export_lib.EXIT_VERIFY and "exceeds the tolerance" in str(err)
     report = json.load(open(out / "export_report.json"))
     assert report["passed"] is False
@@ -293,11 +271,11 @@ def test_dataset_from_run_config(tmp_path):
 
 def test_argument_checks():
     assert export_lib.check_formats("onnx, savedmodel") == ("onnx", "savedmodel")
-    for bad in ("", "tflite", "onnx,onnx"):
-        assert _error(export_lib.check_formats, bad).exit_code == export_lib.EXIT_USAGE
+    for bad in ("", "coreml", "onnx,onnx"):
+        assert export_error(export_lib.check_formats, bad).exit_code == export_lib.EXIT_USAGE
     assert export_lib.check_batch_sizes("1,7") == (1, 7)
-    assert _error(export_lib.check_batch_sizes, "0,2").exit_code == export_lib.EXIT_USAGE
-    assert _error(export_lib.check_tolerance, -1).exit_code == export_lib.EXIT_USAGE
+    assert export_error(export_lib.check_batch_sizes, "0,2").exit_code == export_lib.EXIT_USAGE
+    assert export_error(export_lib.check_tolerance, -1).exit_code == export_lib.EXIT_USAGE
 
 
 def _run(*args):
@@ -319,6 +297,30 @@ def test_binaries_exit_codes(trained, tmp_path):
     assert os.path.exists(tmp_path / "sm" / "saved_model.pb")
     report = json.load(open(tmp_path / "sm" / "export_report.json"))
     assert report["passed"] and list(report["formats"]) == ["savedmodel"]
+
+
+def test_binaries_with_tflite(trained, tmp_path):
+    _, path = trained
+    bad = _run("export.tflite", f"--model={path}", f"--out={tmp_path / 'm.tflite'}",
+               "--tflite_quantize=int4")
+    assert bad.returncode == export_lib.EXIT_USAGE, bad.stderr
+    assert "export: error:" in bad.stderr and "tflite_quantize='int4'" in bad.stderr
+    assert "none, int8" in bad.stderr and not os.path.exists(tmp_path / "m.tflite")
+
+    out = tmp_path / "all"
+    good = _run("export", f"--model={path}", f"--out={out}", "--dataset=none",
+                "--formats=savedmodel,onnx,tflite", "--tflite_quantize=int8")
+    assert good.returncode == 0, good.stderr
+    assert sorted(os.listdir(out)) == ["export_report.json", "model.onnx", "model.tflite",
+                                       "model_int8.tflite", "saved_model"]
+    rows = {line.split()[0]: line for line in good.stdout.splitlines() if line.strip()}
+    assert {"savedmodel", "onnx", "tflite", "tflite_int8"} <= set(rows)
+    assert "top1" in rows["tflite_int8"] and "serving graph: float32" in good.stdout
+    assert "tflite int8: input int8 q = round(x / " in good.stdout
+    assert "1000 random images" in good.stdout and "no dataset requested" in good.stdout
+    report = json.load(open(out / "export_report.json"))
+    assert report["passed"] and report["tflite_quantize"] == "int8"
+    assert list(report["formats"]) == ["savedmodel", "onnx", "tflite", "tflite_int8"]
 
 
 def test_untrained_uncompiled_model_saves_and_loads_for_export(tmp_path):
