@@ -31,7 +31,7 @@ fmnist:
 demo: $(STAMP) fmnist
 	$(PY) -m trainers.train --preset=fmnist_mlp --workdir=$(DEMO_DIR) --overwrite
 	@if [ -f export/__main__.py ]; then \
-	  $(PY) -m export --model=$(DEMO_DIR)/model.keras --formats=savedmodel,onnx \
+	  $(PY) -m export --model=$(DEMO_DIR)/model.keras --formats=savedmodel,onnx,tflite --tflite_quantize=int8 \
 	    --out=$(DEMO_DIR)/export --overwrite; fi
 
 test: $(STAMP) fmnist
