@@ -51,6 +51,14 @@ VARIANTS = {
     # output error through fixed skip synapses (blocks independent, chain of one block).
     "rec_lra-skip_synapses": dict(feedback="skip"),
 }
+# Mirror settings tried beyond the default (not an ablation: something added).
+VARIANTS.update({
+    # Conv estimates divided by the positions each kernel tap saw: no shrinking of border taps.
+    "rec_lra-mirror_taps": dict(mirror_normalise="taps"),
+    # ... and a slower moving average (less noise in F) that starts as a running mean.
+    "rec_lra-mirror_taps_slow": dict(mirror_normalise="taps", mirror_rate=0.02,
+                                     mirror_warm_start=True),
+})
 NAMES = RULES + tuple(VARIANTS)
 BAR_TO_BP = 1.0  # points: rec_lra at most this far below bp
 BAR_ABOVE_FA_DFA = 10.0  # points: rec_lra at least this far above fa and dfa

@@ -14,7 +14,7 @@ from typing import Optional, Tuple
 RULE_PARAMS = (
     "beta", "gamma", "feedback", "alpha", "clip_norm", "skip_update", "input_noise",
     "error_scale", "norm_feedback", "synapse_update", "mirror_rate", "mirror_batch",
-    "mirror_every",
+    "mirror_every", "mirror_normalise", "mirror_warm_start",
 )
 
 DEFAULT_PRESET = "fmnist_mlp"
@@ -37,7 +37,8 @@ class Config:
             dataset's. A mismatch with the dataset is an error.
         rule: a name in `rlra_tf.rules.NAMES`.
         beta, gamma, feedback, alpha, clip_norm, skip_update, input_noise, error_scale,
-            norm_feedback, synapse_update, mirror_rate, mirror_batch, mirror_every: the rule's
+            norm_feedback, synapse_update, mirror_rate, mirror_batch, mirror_every,
+            mirror_normalise, mirror_warm_start: the rule's
             parameters (`rec_lra` and `lra` take them all; `fa` and `wm` take
             `norm_feedback`, `synapse_update` and the mirror's; see `rlra_tf.rules`); `None`
             keeps the rule's default.
@@ -89,6 +90,8 @@ class Config:
     mirror_rate: Optional[float] = None
     mirror_batch: Optional[int] = None
     mirror_every: Optional[int] = None
+    mirror_normalise: Optional[str] = None
+    mirror_warm_start: Optional[bool] = None
     label_smoothing: float = 0.0
     optimizer: str = "adam"
     learning_rate: float = 1e-3

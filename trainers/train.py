@@ -66,6 +66,14 @@ _MIRROR_BATCH = flags.DEFINE_integer(
     "mirror_batch", None, "Mirror noise examples per estimate (default: 256 dense, 8 conv)."
 )
 _MIRROR_EVERY = flags.DEFINE_integer("mirror_every", None, "Run the mirror every N steps.")
+_MIRROR_NORMALISE = flags.DEFINE_string(
+    "mirror_normalise", None,
+    "Mirror conv estimate divided by output positions (positions) or by the positions each "
+    "kernel tap saw (taps).",
+)
+_MIRROR_WARM_START = flags.DEFINE_bool(
+    "mirror_warm_start", None, "Mirror: running mean of the first 1/mirror_rate estimates."
+)
 _LABEL_SMOOTHING = flags.DEFINE_float("label_smoothing", None, "Label smoothing.")
 _OPTIMIZER = flags.DEFINE_string("optimizer", None, "sgd (with --momentum), adam or adamw.")
 _LEARNING_RATE = flags.DEFINE_float("learning_rate", None, "Peak learning rate.")

@@ -98,7 +98,7 @@ class AlignedUnit(keras.layers.Layer):
         """The adjacent synapses the mirror rule aligns (ALGORITHM.md 3.7).
 
         Returns `(feedback variable, noise shape without the batch axis, estimate)` triples;
-        `estimate(noise)` is the correlation `C` of the noise with the linear response it
+        `estimate(noise, normalise)` is the correlation `C` of the noise with the linear response it
         causes, whose expectation is the synapse's forward kernel.
         """
         raise NotImplementedError

@@ -333,30 +333,43 @@ class AlignedConv2D(AlignedUnit):
         """`norm_transpose` through the projection's BatchNorm (identity without one)."""
         return _norm_transpose(self.shortcut_norm, error, unit_trace.shortcut_linear)
 
-    def _filter_correlation(self, x, kernel, strides, padding):
+    def _filter_correlation(self, x, kernel, strides, padding, normalise):
         """Mirror estimate: correlation of noise `x` with its linear response `conv(x, W)`.
 
-        `conv2d_backprop_filter(x, y) / (m * positions of y)`: its expectation is `W` (less
-        at the border taps under "same" padding, where part of the window is zero padding).
+        `conv2d_backprop_filter(x, y)` divided by `m * positions of y` (`"positions"`): its
+        expectation is `W` shrunk at the border taps under "same" padding, where part of the
+        window is zero padding; or divided, tap by tap, by `m` times the positions at which
+        that tap saw the input (`"taps"`): expectation exactly `W`.
         """
         kernel = tf.cast(kernel, x.dtype)
         y = self._conv(x, kernel, strides, padding)  # (m, out_h, out_w, filters)
-        shape = tf.shape(y)
-        count = tf.cast(shape[0] * shape[1] * shape[2], x.dtype)
         c = tf.raw_ops.Conv2DBackpropFilter(
             input=x, filter_sizes=list(kernel.shape), out_backprop=y,
             strides=(1,) + strides + (1,), padding=padding.upper(),
         )
-        return c / count  # shape of the kernel
+        shape, in_shape = tf.shape(y), tf.shape(x)
+        if normalise == "positions":
+            return c / tf.cast(shape[0] * shape[1] * shape[2], x.dtype)  # shape of the kernel
+        # Positions each tap saw: the same correlation of an all-ones input with an all-ones
+        # output, on one channel (cheap), (kh, kw, 1, 1) broadcast over the channels.
+        seen = tf.raw_ops.Conv2DBackpropFilter(
+            input=tf.ones(tf.stack([1, in_shape[1], in_shape[2], 1]), x.dtype),
+            filter_sizes=list(kernel.shape[:2]) + [1, 1],
+            out_backprop=tf.ones(tf.stack([1, shape[1], shape[2], 1]), x.dtype),
+            strides=(1,) + strides + (1,), padding=padding.upper(),
+        )
+        return c / (tf.cast(shape[0], x.dtype) * seen)
 
-    def mirror_estimate(self, noise):
+    def mirror_estimate(self, noise, normalise="positions"):
         """The mirror estimate of `F` from noise shaped like the unit's input (m, h, w, c)."""
-        return self._filter_correlation(noise, self.kernel, self.strides, self.padding)
+        return self._filter_correlation(noise, self.kernel, self.strides, self.padding,
+                                        normalise)
 
-    def shortcut_mirror_estimate(self, noise):
+    def shortcut_mirror_estimate(self, noise, normalise="positions"):
         """The mirror estimate of the projection's synapse from noise shaped like the block
         input."""
-        return self._filter_correlation(noise, self.shortcut_kernel, self.shortcut_strides, "same")
+        return self._filter_correlation(noise, self.shortcut_kernel, self.shortcut_strides,
+                                        "same", normalise)
 
     def mirror_synapses(self, unit_trace):
         synapses = [(self.feedback, _example_shape(unit_trace.inputs), self.mirror_estimate)]

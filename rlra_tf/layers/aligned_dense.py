@@ -88,8 +88,11 @@ class AlignedDense(AlignedUnit):
         feedback = ops.cast(self.feedback, self.compute_dtype)
         return ops.matmul(error, ops.transpose(feedback))  # (batch, in_features)
 
-    def mirror_estimate(self, noise):
-        """`C = transpose(x) @ (x @ W) / m` for noise `x` of shape (m, in_features)."""
+    def mirror_estimate(self, noise, normalise="positions"):
+        """`C = transpose(x) @ (x @ W) / m` for noise `x` of shape (m, in_features).
+
+        (`normalise` matters for convolutions only.)
+        """
         m = ops.cast(ops.shape(noise)[0], noise.dtype)
         y = ops.matmul(noise, ops.cast(self.kernel, noise.dtype))  # linear response, no bias
         return ops.matmul(ops.transpose(noise), y) / m  # (in_features, units)

@@ -194,15 +194,23 @@ def rademacher(shape, seed):
     return tf.cast(tf.bitwise.bitwise_and(bits, 1), tf.float32) * 2.0 - 1.0
 
 
-def mirror_assignments(trace, step, rate, batch=None, every=1, seed=0):
+MIRROR_NORMALISE = ("positions", "taps")
+
+
+def mirror_assignments(trace, step, rate, batch=None, every=1, seed=0, normalise="positions",
+                       warm_start=False):
     """The weight-mirror update of every adjacent error synapse (ALGORITHM.md 3.7).
 
-    For each synapse `F` of each unit in `trace` (the projections' too): noise `x` shaped like the
-    unit's input (random signs, `rademacher`), `C = corr(x, A(x; W))` (`unit.mirror_synapses`), and
-    the new value `(1 - rate) * F + rate * C`. The noise is stateless, seeded by `(seed, synapse
-    index)` and `step`, so every replica computes the same values and the synapses stay identical
-    across replicas without communication. With `every > 1` the estimate is formed only at steps
-    that divide by `every`; at the others the value is `F` unchanged.
+    For each synapse `F` of each unit in `trace` (the projections' too): noise `x` shaped like
+    the unit's input (random signs, `rademacher`), `C = corr(x, A(x; W))`
+    (`unit.mirror_synapses`; `normalise` says how a conv estimate is divided, see
+    `AlignedConv2D.mirror_estimate`), and the new value `(1 - rate_k) * F + rate_k * C`, with
+    `rate_k = rate` or, with `warm_start`, `max(rate, 1 / (k + 1))` at the `k`-th estimate (a
+    running mean of the first `1 / rate` estimates, then the moving average). The noise is
+    stateless, seeded by `(seed, synapse index)` and `step`, so every replica computes the same
+    values and the synapses stay identical across replicas without communication. With
+    `every > 1` the estimate is formed only at steps that divide by `every`; at the others the
+    value is `F` unchanged.
 
     Returns `(new value, feedback variable)` pairs: assignments, not optimiser updates.
     """
@@ -210,6 +218,10 @@ def mirror_assignments(trace, step, rate, batch=None, every=1, seed=0):
     if not synapses:
         return []
     step = tf.cast(step, tf.int64)
+    lam = tf.constant(rate, tf.float32)
+    if warm_start:
+        k = tf.cast(step // every, tf.float32)  # estimates made before this one
+        lam = tf.maximum(lam, 1.0 / (k + 1.0))
 
     def estimate():
         values = []
@@ -221,8 +233,8 @@ def mirror_assignments(trace, step, rate, batch=None, every=1, seed=0):
             noise_shape = tf.concat([[m], tf.cast(shape, tf.int32)], axis=0)
             noise = rademacher(noise_shape, noise_seed)
             f = tf.convert_to_tensor(feedback)
-            c = tf.cast(estimate_fn(noise), f.dtype)
-            values.append((1.0 - rate) * f + rate * c)
+            c = tf.cast(estimate_fn(noise, normalise), f.dtype)
+            values.append((1.0 - lam) * f + lam * c)
         return values
 
     if every == 1:
@@ -236,21 +248,60 @@ def mirror_assignments(trace, step, rate, batch=None, every=1, seed=0):
     return [(v, f) for v, (f, _, _) in zip(values, synapses)]
 
 
-def check_mirror_options(rate, batch, every):
-    """Validates `mirror_rate` (in [0, 1]), `mirror_batch` (`None` or > 0), `mirror_every`."""
-    rate = check_nonnegative("mirror_rate", rate)
-    if rate > 1.0:
-        raise ValueError(f"Expected mirror_rate in [0, 1], received: mirror_rate={rate!r}")
-    if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int) or batch < 1):
-        raise ValueError(
-            "Expected a positive integer or None (256 noise rows for dense units, 8 noise "
-            f"images for conv units) for mirror_batch, received: mirror_batch={batch!r}"
+class MirrorOptions:
+    """The weight mirror's settings, shared by the rules that can align their synapses with it
+    (`RecLRA`, `FA`/`WM`): validation, config, and the assignments of a step.
+
+    Attributes (also `get_config` keys): `mirror_rate` (`lambda`, in [0, 1]), `mirror_batch`
+    (noise examples per estimate, `None`: 256 rows for dense units, 8 images for conv units),
+    `mirror_every` (steps between estimates), `mirror_normalise` (`"positions"`: a conv
+    estimate divided by `m` times the output positions, as the spec states it;
+    `"taps"`: by `m` times the positions each kernel tap actually saw, so that border taps
+    under `"same"` padding are not shrunk and the expectation is exactly `W`),
+    `mirror_warm_start` (a running mean of the first `1 / mirror_rate` estimates).
+    """
+
+    synapse_update = "fixed"
+
+    def _init_mirror(self, rate, batch, every, normalise, warm_start):
+        rate = check_nonnegative("mirror_rate", rate)
+        if rate > 1.0:
+            raise ValueError(f"Expected mirror_rate in [0, 1], received: mirror_rate={rate!r}")
+        if batch is not None and (isinstance(batch, bool) or not isinstance(batch, int)
+                                  or batch < 1):
+            raise ValueError(
+                "Expected a positive integer or None (256 noise rows for dense units, 8 noise "
+                f"images for conv units) for mirror_batch, received: mirror_batch={batch!r}"
+            )
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(
+                f"Expected a positive integer for mirror_every, received: mirror_every={every!r}"
+            )
+        if not isinstance(warm_start, bool):
+            raise ValueError(
+                "Expected True or False for mirror_warm_start, received: "
+                f"mirror_warm_start={warm_start!r}"
+            )
+        self.mirror_rate, self.mirror_batch, self.mirror_every = float(rate), batch, every
+        self.mirror_normalise = check_choice("mirror_normalise", normalise, MIRROR_NORMALISE)
+        self.mirror_warm_start = warm_start
+
+    def mirror_config(self):
+        return {
+            "mirror_rate": self.mirror_rate,
+            "mirror_batch": self.mirror_batch,
+            "mirror_every": self.mirror_every,
+            "mirror_normalise": self.mirror_normalise,
+            "mirror_warm_start": self.mirror_warm_start,
+        }
+
+    def synapse_assignments(self, trace, step, seed=0):
+        if self.synapse_update != "mirror" or self.mirror_rate == 0.0:
+            return []
+        return mirror_assignments(
+            trace, step, self.mirror_rate, self.mirror_batch, self.mirror_every, seed,
+            self.mirror_normalise, self.mirror_warm_start,
         )
-    if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-        raise ValueError(
-            f"Expected a positive integer for mirror_every, received: mirror_every={every!r}"
-        )
-    return rate, batch, every
 
 
 def clip_by_norm(update, clip_norm):

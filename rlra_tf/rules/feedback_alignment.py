@@ -3,17 +3,16 @@
 import tensorflow as tf
 
 from rlra_tf.rules.base import (
+    MirrorOptions,
     Rule,
     UnitUpdates,
     check_choice,
-    check_mirror_options,
-    mirror_assignments,
     output_error,
     propagate,
 )
 
 
-class FA(Rule):
+class FA(MirrorOptions, Rule):
     """Feedback alignment (Lillicrap et al., 2016), and the weight mirror on top of it.
 
     `delta_u = (F_{u+1} applied to delta_{u+1}) * phi'(h_u)`, `dW_u` from `delta_u` and the
@@ -26,7 +25,8 @@ class FA(Rule):
     Args:
         synapse_update: `"fixed"` (FA) or `"mirror"` (weight mirror).
         norm_feedback: `"through"` or `"skip"` (see above).
-        mirror_rate, mirror_batch, mirror_every: the mirror's settings, as for `RecLRA`.
+        mirror_rate, mirror_batch, mirror_every, mirror_normalise, mirror_warm_start: the
+            mirror's settings, as for `RecLRA`.
 
     Example:
         >>> model.compile(optimizer="adam", rule="fa")
@@ -37,7 +37,8 @@ class FA(Rule):
     defaults = dict(synapse_update="fixed", norm_feedback="through")
 
     def __init__(self, synapse_update=None, norm_feedback=None, mirror_rate=0.1,
-                 mirror_batch=None, mirror_every=1):
+                 mirror_batch=None, mirror_every=1, mirror_normalise="positions",
+                 mirror_warm_start=False):
         self.synapse_update = check_choice(
             "synapse_update", synapse_update or self.defaults["synapse_update"],
             {"fixed", "mirror"},
@@ -46,25 +47,15 @@ class FA(Rule):
             "norm_feedback", norm_feedback or self.defaults["norm_feedback"],
             {"through", "skip"},
         )
-        self.mirror_rate, self.mirror_batch, self.mirror_every = check_mirror_options(
-            mirror_rate, mirror_batch, mirror_every
-        )
+        self._init_mirror(mirror_rate, mirror_batch, mirror_every, mirror_normalise,
+                          mirror_warm_start)
 
     def get_config(self):
         return {
             "synapse_update": self.synapse_update,
             "norm_feedback": self.norm_feedback,
-            "mirror_rate": self.mirror_rate,
-            "mirror_batch": self.mirror_batch,
-            "mirror_every": self.mirror_every,
+            **self.mirror_config(),
         }
-
-    def synapse_assignments(self, trace, step, seed=0):
-        if self.synapse_update != "mirror" or self.mirror_rate == 0.0:
-            return []
-        return mirror_assignments(
-            trace, step, self.mirror_rate, self.mirror_batch, self.mirror_every, seed
-        )
 
     def signals(self, trace, labels, on_unit=None):
         """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""

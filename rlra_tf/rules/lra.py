@@ -3,13 +3,12 @@
 import tensorflow as tf
 
 from rlra_tf.rules.base import (
+    MirrorOptions,
     Rule,
     UnitUpdates,
     check_choice,
-    check_mirror_options,
     check_nonnegative,
     clip_by_norm,
-    mirror_assignments,
     output_error,
     propagate,
 )
@@ -19,7 +18,7 @@ NORM_FEEDBACK = {"through", "skip"}
 SYNAPSE_UPDATES = {"mirror", "lra", "fixed"}
 
 
-class RecLRA(Rule):
+class RecLRA(MirrorOptions, Rule):
     """Recursive local representation alignment (rec-LRA), revision 2 of ALGORITHM.md.
 
     Every unit gets a target `t = phi(h - beta * d)` from a displacement `d` that error
@@ -57,6 +56,11 @@ class RecLRA(Rule):
         mirror_batch: noise examples per estimate; `None`: 256 rows for dense units, 8 images
             for conv units.
         mirror_every: run the mirror every this many steps (1: every step).
+        mirror_normalise: `"positions"` (a conv estimate divided by the noise examples times
+            the output positions) or `"taps"` (by the positions each kernel tap saw: no
+            shrinking of border taps under "same" padding; see `MirrorOptions`).
+        mirror_warm_start: start with a running mean of the estimates (rate `1 / (k + 1)`)
+            until it falls to `mirror_rate`.
 
     Example:
         >>> model.compile(optimizer="adam", rule=RecLRA(beta=0.1), metrics=["accuracy"])
@@ -86,6 +90,8 @@ class RecLRA(Rule):
         mirror_rate=0.1,
         mirror_batch=None,
         mirror_every=1,
+        mirror_normalise="positions",
+        mirror_warm_start=False,
     ):
         d = self.defaults
         self.beta = check_nonnegative("beta", beta)
@@ -115,9 +121,8 @@ class RecLRA(Rule):
         self.synapse_update = check_choice(
             "synapse_update", synapse_update or d["synapse_update"], SYNAPSE_UPDATES
         )
-        self.mirror_rate, self.mirror_batch, self.mirror_every = check_mirror_options(
-            mirror_rate, mirror_batch, mirror_every
-        )
+        self._init_mirror(mirror_rate, mirror_batch, mirror_every, mirror_normalise,
+                          mirror_warm_start)
 
     def error_unit(self, z, t):
         """`err(z, t)` of section 3.3 (divided by `beta` with `error_scale="beta"`)."""
@@ -179,13 +184,6 @@ class RecLRA(Rule):
             pairs += hebbian
         return [(clip_by_norm(u, self.clip_norm), v) for u, v in pairs]
 
-    def synapse_assignments(self, trace, step, seed=0):
-        if self.synapse_update != "mirror" or self.mirror_rate == 0.0:
-            return []
-        return mirror_assignments(
-            trace, step, self.mirror_rate, self.mirror_batch, self.mirror_every, seed
-        )
-
     def get_config(self):
         return {
             "beta": self.beta,
@@ -198,9 +196,7 @@ class RecLRA(Rule):
             "error_scale": self.error_scale,
             "norm_feedback": self.norm_feedback,
             "synapse_update": self.synapse_update,
-            "mirror_rate": self.mirror_rate,
-            "mirror_batch": self.mirror_batch,
-            "mirror_every": self.mirror_every,
+            **self.mirror_config(),
         }
 
 

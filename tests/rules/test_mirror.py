@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-from conv_reference import np_conv, np_filter_correlation
+from conv_reference import np_conv, np_filter_correlation, np_taps
 
 from rlra_tf import rules
 from rlra_tf.layers import AlignedConv2D, AlignedDense
@@ -64,6 +64,58 @@ def test_conv_mirror_estimate_matches_numpy(strides, padding):
     want = np_filter_correlation(x, y, w.shape, strides, padding) / (x.shape[0] * positions)
     got = unit.mirror_estimate(tf.constant(x, tf.float32)).numpy()
     np.testing.assert_allclose(got, want, atol=TOL * np.abs(want).max(), rtol=1e-4)
+
+
+@pytest.mark.parametrize("strides", [1, 2])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_conv_mirror_estimate_per_tap_matches_numpy(strides, padding):
+    """`mirror_normalise="taps"`: each tap divided by the positions at which it saw the
+    input, so its expectation is exactly the kernel, border taps included."""
+    rng = np.random.default_rng(20 * strides + len(padding))
+    x = rng.normal(size=(3, 7, 6, 2))
+    unit = AlignedConv2D(4, 3, strides=strides, padding=padding)
+    unit.build(x.shape)
+    w = rng.normal(size=unit.kernel.shape)
+    unit.kernel.assign(w.astype("float32"))
+    y = np_conv(x, w, strides, padding)
+    _, taps = np_taps(x.shape, w.shape, strides, padding)
+    seen = np.zeros(w.shape[:2])
+    for _, _, a, b, _, _ in taps:
+        seen[a, b] += 1
+    want = np_filter_correlation(x, y, w.shape, strides, padding) / (
+        x.shape[0] * seen[:, :, None, None])
+    got = unit.mirror_estimate(tf.constant(x, tf.float32), "taps").numpy()
+    np.testing.assert_allclose(got, want, atol=TOL * np.abs(want).max(), rtol=1e-4)
+    if padding == "same":  # the two normalisations differ exactly at the border taps
+        assert not np.allclose(got, unit.mirror_estimate(tf.constant(x, tf.float32)).numpy())
+
+
+def test_per_tap_estimate_is_unbiased_at_the_border():
+    """Averaged over much noise, the per-tap estimate is the kernel at every tap, while the
+    per-position one shrinks the border taps of a small feature map (7x7: corner taps by 6/7
+    in each direction)."""
+    unit = AlignedConv2D(3, 3, padding="same")
+    unit.build((None, 7, 7, 2))
+    w = np.random.default_rng(1).normal(size=unit.kernel.shape).astype("float32")
+    unit.kernel.assign(w)
+    noise = rules.base.rademacher([4096, 7, 7, 2], tf.constant([1, 2], tf.int64))
+    taps = unit.mirror_estimate(noise, "taps").numpy()
+    positions = unit.mirror_estimate(noise, "positions").numpy()
+    np.testing.assert_allclose(taps, w, atol=0.05)
+    np.testing.assert_allclose(positions[0, 0] / w[0, 0], (6 / 7) ** 2, atol=0.05)
+
+
+def test_warm_start_begins_as_a_running_mean():
+    model = tiny_resnet()
+    x = np.random.default_rng(1).uniform(size=(4, 8, 8, 2)).astype("float32")
+    trace = model.trace(x, training=True, local=True)
+    warm = rules.RecLRA(mirror_rate=0.1, mirror_warm_start=True)
+    for step, lam in [(0, 1.0), (3, 0.25), (9, 0.1), (40, 0.1)]:
+        s = tf.constant(step, tf.int64)
+        c = [v for v, _ in rules.RecLRA(mirror_rate=1.0).synapse_assignments(trace, s)]
+        for (value, f), ci in zip(warm.synapse_assignments(trace, s), c):
+            np.testing.assert_allclose(value, (1 - lam) * f.numpy() + lam * ci.numpy(),
+                                       atol=1e-6, err_msg=str(step))
 
 
 def test_projection_mirror_estimate_matches_numpy():

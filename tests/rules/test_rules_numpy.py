@@ -308,6 +308,8 @@ def test_input_noise_perturbs_training_inputs_only(net):
         (lambda: rules.RecLRA(mirror_batch=0), "mirror_batch=0"),
         (lambda: rules.RecLRA(mirror_batch=2.5), "mirror_batch=2.5"),
         (lambda: rules.RecLRA(mirror_every=0), "mirror_every=0"),
+        (lambda: rules.RecLRA(mirror_normalise="pixels"), "mirror_normalise='pixels'"),
+        (lambda: rules.WM(mirror_warm_start="yes"), "mirror_warm_start='yes'"),
         (lambda: rules.FA(synapse_update="lra"), "synapse_update='lra'"),
         (lambda: rules.WM(norm_feedback="sideways"), "norm_feedback='sideways'"),
         (lambda: rules.get("backprop"), "'backprop'"),
