@@ -58,6 +58,13 @@ VARIANTS.update({
     # ... and a slower moving average (less noise in F) that starts as a running mean.
     "rec_lra-mirror_taps_slow": dict(mirror_normalise="taps", mirror_rate=0.02,
                                      mirror_warm_start=True),
+    # Per-tap estimates from the first step on (a running mean), then the default rate.
+    "rec_lra-mirror_taps_warm": dict(mirror_normalise="taps", mirror_warm_start=True),
+    # ... with four times the noise images per conv estimate (less noise in F).
+    "rec_lra-mirror_taps_warm_m32": dict(mirror_normalise="taps", mirror_warm_start=True,
+                                         mirror_batch=32),
+    # A ten times smaller target displacement (closer to the derivative).
+    "rec_lra-beta0.01": dict(beta=0.01),
 })
 NAMES = RULES + tuple(VARIANTS)
 BAR_TO_BP = 1.0  # points: rec_lra at most this far below bp
