@@ -362,7 +362,6 @@ class StopOnSignal(keras.callbacks.Callback):
         self.backup = backup
         self.handler = None
         self.uncoordinated = False  # multi-worker, and TensorFlow's handler is off here
-        self.saved = None  # the backup folder written on stopping, if any
         if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
             self.coordinate(strategy)
 
@@ -426,8 +425,8 @@ class StopOnSignal(keras.callbacks.Callback):
             raise self.stopped(epoch, step)
 
     def _save(self, epoch, step):
-        self.backup.save(epoch, step, stopped_by=self.guard.name or "a peer's signal", time=_now())
-        self.saved = self.backup.backup_dir
+        stopped_by = self.guard.name or "another worker's signal"
+        self.backup.save(epoch, step, stopped_by=stopped_by, time=_now())
 
     def _save_coordinated(self):
         self._stop_at = self._position()
