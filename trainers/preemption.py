@@ -26,6 +26,7 @@ can resume at: a signal during the last step of an epoch or during its validatio
 once the epoch's end (history row, checkpoints, epoch-end backup) is written.
 """
 
+import contextlib
 import datetime
 import errno
 import fcntl
@@ -304,18 +305,14 @@ class SignalGuard:
         self._previous = {}
         self.active = False
 
+    @contextlib.contextmanager
     def deferring(self, defer=True):
-        """Context: while inside, a signal is recorded and acted on between steps."""
-        guard = self
-
-        class _Scope:
-            def __enter__(self):
-                self.before, guard._defer = guard._defer, defer
-
-            def __exit__(self, *exc):
-                guard._defer = self.before
-
-        return _Scope()
+        """Context: while inside (and `defer`), a signal is recorded and acted on later."""
+        before, self._defer = self._defer, defer
+        try:
+            yield
+        finally:
+            self._defer = before
 
     @property
     def name(self):
@@ -374,6 +371,8 @@ class StopOnSignal(keras.callbacks.Callback):
         stops, whichever of them got the signal. Nothing of TensorFlow's checkpointing is
         used: the save is `StepBackup.save`.
         """
+        if not self.guard.active:
+            return  # not the main thread: TensorFlow's handler could not install its own
         manager = tf.train.CheckpointManager(
             tf.train.Checkpoint(), self.backup.backup_dir, max_to_keep=1
         )
@@ -383,8 +382,6 @@ class StopOnSignal(keras.callbacks.Callback):
         self.handler = tf.distribute.experimental.PreemptionCheckpointHandler(
             strategy.cluster_resolver, manager, termination_config=config
         )
-        if not self.guard.active:
-            return
         tf_handler = signal.getsignal(signal.SIGTERM)  # what the handler installed
         if not callable(tf_handler) or tf_handler == self.guard._handle:
             # TensorFlow watches no signal on this platform (its handler is off on Google Cloud

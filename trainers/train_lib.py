@@ -170,7 +170,8 @@ def train_and_evaluate(config, workdir, *, overwrite=False, callbacks=(), verbos
     Args:
         config: a `trainers.presets.Config`.
         workdir: the run directory (local path or a `gs://` URL).
-        overwrite: replace a run of another config in `workdir`.
+        overwrite: replace a run of another config in `workdir` (or one whose backups
+            cannot be read).
         callbacks: extra Keras callbacks, run after the trainer's own.
         verbose: Keras' `verbose` (default: progress bar on a terminal, a line per epoch
             otherwise).
@@ -178,9 +179,15 @@ def train_and_evaluate(config, workdir, *, overwrite=False, callbacks=(), verbos
     Returns:
         The dict written to `metrics.json`.
 
+    SIGTERM and SIGINT are caught while it runs (from the main thread): the step in progress
+    finishes and is backed up, then `TrainingInterrupted` is raised; calling again resumes.
+
     Raises:
-        TrainerError: bad input (before anything is written) or unusable data.
+        TrainerError: bad input (before anything is written), unusable data, a workdir that
+            another trainer holds, or no readable backup to resume from.
         NonFiniteLossError: training diverged (the last good checkpoint and backup are kept).
+        TrainingInterrupted: stopped by SIGTERM or SIGINT (`exit_code` 143 or 130) after
+            backing up the last step.
     """
     validate(config)
     workdir = os.fspath(workdir)
