@@ -93,11 +93,7 @@ def main(out_dir, trainer_workdir=None, mode=None):
     if mode == "trainer_only":
         from trainer_process import TestHooks
 
-        env = os.environ
-        callbacks.append(TestHooks(
-            int(env["RLRA_TEST_HANG_AT_STEP"]) if env.get("RLRA_TEST_HANG_AT_STEP") else None,
-            env.get("RLRA_TEST_HANG_FILE"), env.get("RLRA_TEST_STEP_LOG"),
-        ))
+        callbacks += [hooks for hooks in [TestHooks.from_env()] if hooks is not None]
     else:
         weights = train_steps(strategy)
         np.savez(os.path.join(out_dir, "weights.npz"), *weights)

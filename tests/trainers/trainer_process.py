@@ -26,6 +26,15 @@ class TestHooks(keras.callbacks.Callback):
         super().__init__()
         self.hang_at, self.hang_file, self.step_log = hang_at, hang_file, step_log
 
+    @classmethod
+    def from_env(cls, env=os.environ):
+        """The hooks the environment asks for, or `None`."""
+        if not (env.get("RLRA_TEST_HANG_AT_STEP") or env.get("RLRA_TEST_STEP_LOG")):
+            return None
+        hang_at = env.get("RLRA_TEST_HANG_AT_STEP")
+        return cls(int(hang_at) if hang_at else None, env.get("RLRA_TEST_HANG_FILE"),
+                   env.get("RLRA_TEST_STEP_LOG"))
+
     def on_train_batch_end(self, batch, logs=None):
         step = int(self.model.optimizer.iterations.numpy())
         if self.step_log:
@@ -39,12 +48,8 @@ class TestHooks(keras.callbacks.Callback):
 
 
 if __name__ == "__main__":
-    env = os.environ
-    if env.get("RLRA_TEST_HANG_AT_STEP") or env.get("RLRA_TEST_STEP_LOG"):
-        hooks = TestHooks(
-            int(env["RLRA_TEST_HANG_AT_STEP"]) if env.get("RLRA_TEST_HANG_AT_STEP") else None,
-            env.get("RLRA_TEST_HANG_FILE"), env.get("RLRA_TEST_STEP_LOG"),
-        )
+    hooks = TestHooks.from_env()
+    if hooks is not None:
         train_lib.train_and_evaluate = functools.partial(
             train_lib.train_and_evaluate, callbacks=[hooks]
         )
