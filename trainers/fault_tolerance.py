@@ -155,8 +155,11 @@ class StepBackup(keras.callbacks.BackupAndRestore):
             )
         newest = max((g for _, g, _ in self.unreadable if g is not None), default=None)
         resumed = self.restored["global_step"]
-        lost = f"; the {newest - resumed} steps after it are trained again" if (
-            newest is not None and newest > resumed) else ""
+        lost = ""
+        if newest is not None and newest > resumed:
+            n = newest - resumed
+            lost = f"; the {n} steps after it are" if n > 1 else "; the step after it is"
+            lost += " trained again"
         return (
             f"Some backups in {self.backup_dir} cannot be read:\n" + "\n".join(lines)
             + f"\nResumed from {self.restored['name']} ({self._describe()}) instead{lost}."

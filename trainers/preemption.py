@@ -330,7 +330,10 @@ class SignalGuard:
             _say(f"{name} received: finishing the current step, then writing a backup and "
                  f"exiting with status {128 + signum}; rerun the same command to resume")
             return
-        raise self.interrupted("before training started or after it ended; nothing to save")
+        raise self.interrupted(
+            "while not training; nothing was lost (the last backup holds every step done): "
+            "rerun the same command to go on"
+        )
 
     def interrupted(self, detail):
         """The `TrainingInterrupted` to raise for the recorded signal (SIGTERM if none)."""

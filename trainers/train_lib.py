@@ -246,8 +246,6 @@ class _Run:
             print(f"{outdir} already holds the finished run of this config; nothing to do "
                   "(--overwrite retrains it).")
             return read_json(join(outdir, METRICS_FILE))
-        write_json(join(outdir, CONFIG_FILE), config.to_json())
-
         self.policy = policy_name(config.mixed_precision)
         with strategy.scope(), dtype_policy(self.policy):
             keras.utils.set_random_seed(config.seed)
@@ -268,6 +266,7 @@ class _Run:
             fail(report)
         if report:
             print(f"rlra-train: warning: {report}", file=sys.stderr)
+        write_json(join(outdir, CONFIG_FILE), config.to_json())  # runtime fields may differ
         if state == "resume" and backup.restored is not None:
             stopped = backup.restored.get("stopped_by")
             print(f"Resuming {outdir} at epoch {start_epoch + 1}, step {start_step} "
