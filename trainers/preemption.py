@@ -246,7 +246,10 @@ class WorkdirLock:
             f"({describe_holder(holder, heartbeat=self.url)}). "
             "Two trainers on one workdir would overwrite each other's backups and checkpoints: "
             "wait for that run to end, stop it (SIGTERM or Ctrl-C saves a backup), or use "
-            f"another --workdir. If that process is gone, delete {self.path}"
+            "another --workdir. "
+            + (f"If that process is gone, delete {self.path} (a lock whose heartbeat is "
+               f"{self.stale_seconds // 60} minutes old is taken over by itself)" if self.url else
+               "The lock is released when that process ends, however it ends")
         )
 
     def takeover_message(self):
