@@ -2,8 +2,21 @@ r"""Train an rlra_tf model: `python -m trainers.train --preset=fmnist_mlp --work
 
 `--preset` (default `fmnist_mlp`) gives every setting; any other flag overrides one. Rerunning
 the same command resumes an interrupted run (also after SIGKILL); a workdir holding a run
-with other settings is refused unless `--overwrite`. Bad input exits with status 2 and a
-message, a diverged run (non-finite loss) with status 3.
+with other settings is refused unless `--overwrite`, and so is a workdir another trainer is
+running in (`WORKDIR/lock.json` names it; a lock whose process is gone is taken over).
+
+SIGTERM (what preemptible and spot machines send before they stop) and SIGINT (Ctrl-C) stop the
+run cleanly: the step in progress finishes, a backup of it is written, and the same command
+resumes at exactly that step. A second signal while the backup is written is ignored. Under
+`--strategy=multi_worker` every worker saves at the same step, whichever one got the signal.
+
+Exit status:
+  0    finished (metrics.json written), or the workdir already held the finished run
+  2    bad input: flags, data, a workdir holding another run or used by another trainer, or
+       no readable backup to resume from (--overwrite starts again); a message says which
+  3    the run diverged (non-finite loss); the last good checkpoint and backup are kept
+  143  stopped by SIGTERM, 130 stopped by SIGINT (128 + the signal): the backup of the last
+       step is written; rerun the same command to resume
 
 Examples:
   python -m trainers.train                                   # fmnist_mlp into runs/fmnist_mlp
@@ -152,7 +165,7 @@ def main(argv):
         workdir = _WORKDIR.value or f"runs/{_PRESET.value}"
         metrics = train_lib.train_and_evaluate(config, workdir, overwrite=_OVERWRITE.value)
     except train_lib.TrainerError as err:
-        print(f"rlra-train: error: {err}", file=sys.stderr)
+        print(f"rlra-train: {err.kind}: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
     print(f"test_accuracy={metrics['test_accuracy']:.4f} test_loss={metrics['test_loss']:.4f} "
           f"({workdir}/metrics.json)")

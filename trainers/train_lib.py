@@ -9,15 +9,26 @@
 3. Resume from `workdir/backup` if a previous run of the same config was interrupted: weights,
    optimiser state, epoch *and* step inside the epoch. Each epoch's data order is a function
    of `(seed, epoch)` only, so the resumed run sees exactly the batches the interrupted one
-   would have seen, and in deterministic mode ends with the same weights.
-4. Train with callbacks: progress bar, TensorBoard, ModelCheckpoint (`checkpoints/last.keras`,
-   `checkpoints/best.keras`), the step-level backup, CSVLogger (`history.csv`) and a
-   non-finite-loss guard (`NonFiniteLossError`, `exit_code` 3).
+   would have seen, and in deterministic mode ends with the same weights. A backup that cannot
+   be read is named with the reason, and the run resumes from the previous one (saying how
+   many steps that repeats); if none can be read, it refuses (`TrainerError`) unless
+   `overwrite`.
+4. Train with callbacks: progress bar, TensorBoard, epoch checkpoints (`checkpoints/last.keras`,
+   `checkpoints/best.keras`), the step-level backup, CSVLogger (`history.csv`), a
+   non-finite-loss guard (`NonFiniteLossError`, `exit_code` 3) and the stop on SIGTERM/SIGINT:
+   the step in progress finishes, a backup of it is written and `TrainingInterrupted`
+   (`exit_code` 128 + signal: 143, 130) is raised; rerunning resumes at that step.
 5. Evaluate on the test split, save `model.keras`, write `metrics.json`, drop the backup.
+
+Steps 2 to 5 hold the lock of the work directory (`lock.json`): a second trainer on it is
+refused with the holder named, and a lock left by a process that is gone is taken over. Every
+file is written aside and renamed into place, so a kill at any instant leaves the previous
+good state readable.
 
 Work directory (the chief's; other workers of a multi-worker run write theirs under
 `workdir/.workers/<task>-<id>/`): `config.json`, `metrics.json`, `model.keras`, `history.csv`,
-`checkpoints/`, `tensorboard/`, `backup/` (only while a run is unfinished).
+`checkpoints/`, `tensorboard/`, `backup/` (only while a run is unfinished), `lock.json` (only
+while a trainer runs in it).
 
 This module holds the run itself; the steps it takes live beside it, each module importing only
 those listed below it (and none of them this one):
@@ -25,10 +36,11 @@ those listed below it (and none of them this one):
     config_checks.py     `validate` and `check_dataset` (step 1, nothing read or written)
     builders.py          models, rules and optimisers by name
     input_pipeline.py    the data: per-epoch order, label guard, preflight
-    fault_tolerance.py   `StepBackup` (backup and resume) and `NonFiniteGuard`
+    fault_tolerance.py   `StepBackup` (backup and resume), `EpochCheckpoint`, `NonFiniteGuard`
+    preemption.py        `WorkdirLock`, `SignalGuard` and `StopOnSignal` (stop at a backup)
     run_logs.py          epoch timing, TensorBoard (with its fallback), history, strict JSON
     workdirs.py          the work directory: file names, JSON files, new/resume/complete
-    errors.py            `TrainerError`, `NonFiniteLossError`
+    errors.py            `TrainerError`, `NonFiniteLossError`, `TrainingInterrupted`
 
 Their public names are re-exported here (`train_lib.validate`, `train_lib.make_rule`,
 `train_lib.StepBackup`, `train_lib.CONFIG_FILE`, ...).
@@ -60,8 +72,8 @@ from trainers.builders import (
     policy_name,
 )
 from trainers.config_checks import check_dataset, validate
-from trainers.errors import NonFiniteLossError, TrainerError, fail
-from trainers.fault_tolerance import NonFiniteGuard, StepBackup
+from trainers.errors import NonFiniteLossError, TrainerError, TrainingInterrupted, fail
+from trainers.fault_tolerance import EpochCheckpoint, NonFiniteGuard, StepBackup
 from trainers.input_pipeline import (
     bad_labels_message,
     epoch_seed,
@@ -71,6 +83,7 @@ from trainers.input_pipeline import (
     train_epoch,
     train_epochs,
 )
+from trainers.preemption import SignalGuard, StopOnSignal, WorkdirLock
 from trainers.run_logs import (
     EpochScalars,
     EpochTimer,
@@ -85,6 +98,7 @@ from trainers.workdirs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     HISTORY_FILE,
+    LOCK_FILE,
     METRICS_FILE,
     MODEL_FILE,
     RUNTIME_FIELDS,
@@ -93,16 +107,19 @@ from trainers.workdirs import (
     join,
     prepare_workdir,
     read_json,
+    remove_if_empty,
     remove_run,
+    save_model,
     write_json,
 )
 
 __all__ = [
-    "BACKUP_DIR", "CHECKPOINT_DIR", "CONFIG_FILE", "HISTORY_FILE", "JIT_COMPILE", "METRICS_FILE",
-    "MODEL_FILE", "NO_DECAY", "OPTIMIZERS", "PROBE_SIZE", "RUNTIME_FIELDS", "SCHEDULES",
-    "TENSORBOARD_DIR", "WORKERS_DIR",
-    "EpochScalars", "EpochTimer", "NonFiniteGuard", "NonFiniteLossError", "StepBackup",
-    "TrainerError",
+    "BACKUP_DIR", "CHECKPOINT_DIR", "CONFIG_FILE", "HISTORY_FILE", "JIT_COMPILE", "LOCK_FILE",
+    "METRICS_FILE", "MODEL_FILE", "NO_DECAY", "OPTIMIZERS", "PROBE_SIZE", "RUNTIME_FIELDS",
+    "SCHEDULES", "TENSORBOARD_DIR", "WORKERS_DIR",
+    "EpochCheckpoint", "EpochScalars", "EpochTimer", "NonFiniteGuard", "NonFiniteLossError",
+    "SignalGuard", "StepBackup", "StopOnSignal", "TrainerError", "TrainingInterrupted",
+    "WorkdirLock",
     "MIXED_PRECISION", "build_model", "check_dataset", "config_summary", "dtype_policy",
     "epoch_seed", "make_optimizer", "policy_name",
     "make_rule", "model_names", "preflight", "prepare_workdir", "steps_per_epoch",
@@ -153,7 +170,8 @@ def train_and_evaluate(config, workdir, *, overwrite=False, callbacks=(), verbos
     Args:
         config: a `trainers.presets.Config`.
         workdir: the run directory (local path or a `gs://` URL).
-        overwrite: replace a run of another config in `workdir`.
+        overwrite: replace a run of another config in `workdir` (or one whose backups
+            cannot be read).
         callbacks: extra Keras callbacks, run after the trainer's own.
         verbose: Keras' `verbose` (default: progress bar on a terminal, a line per epoch
             otherwise).
@@ -161,9 +179,15 @@ def train_and_evaluate(config, workdir, *, overwrite=False, callbacks=(), verbos
     Returns:
         The dict written to `metrics.json`.
 
+    SIGTERM and SIGINT are caught while it runs (from the main thread): the step in progress
+    finishes and is backed up, then `TrainingInterrupted` is raised; calling again resumes.
+
     Raises:
-        TrainerError: bad input (before anything is written) or unusable data.
+        TrainerError: bad input (before anything is written), unusable data, a workdir that
+            another trainer holds, or no readable backup to resume from.
         NonFiniteLossError: training diverged (the last good checkpoint and backup are kept).
+        TrainingInterrupted: stopped by SIGTERM or SIGINT (`exit_code` 143 or 130) after
+            backing up the last step.
     """
     validate(config)
     workdir = os.fspath(workdir)
@@ -195,126 +219,171 @@ def _run(config, workdir, overwrite, extra_callbacks, verbose):
     else:
         task_type, task_index = distribute.task_id(strategy)
         outdir, keep = join(workdir, WORKERS_DIR, f"{task_type}-{task_index}"), ()
-    state = prepare_workdir(outdir, config, overwrite, keep=keep)
-    if state == "complete":
-        print(f"{outdir} already holds the finished run of this config; nothing to do "
-              "(--overwrite retrains it).")
-        return read_json(join(outdir, METRICS_FILE))
     existed = tf.io.gfile.exists(outdir)
-    tf.io.gfile.makedirs(outdir)
-    write_json(join(outdir, CONFIG_FILE), config.to_json())
-
-    policy = policy_name(config.mixed_precision)
-    with strategy.scope(), dtype_policy(policy):
-        keras.utils.set_random_seed(config.seed)
-        model = build_model(config, ds_info)
-        model.compile(
-            optimizer=make_optimizer(config, steps),
-            rule=make_rule(config),
-            metrics=["accuracy"],
-            label_smoothing=config.label_smoothing,
-            jit_compile=JIT_COMPILE[config.jit_compile],
-            steps_per_execution=config.steps_per_execution,
-        )
-    backup = StepBackup(join(outdir, BACKUP_DIR), config.backup_every, steps)
-    with strategy.scope():
-        start_epoch, start_step = backup.restore(model)
-    if state == "resume" and (start_epoch, start_step) != (0, 0):
-        print(f"Resuming {outdir} at epoch {start_epoch + 1}, step {start_step} "
-              f"(global step {start_epoch * steps + start_step}).")
-
-    history_path = join(outdir, HISTORY_FILE)
-    past = history_from_csv(history_path)
-    ckpt_dir = join(outdir, CHECKPOINT_DIR)
-    has_val = ds_info.num_validation > 0
-    monitor = "val_accuracy" if has_val else "accuracy"
-    timer = EpochTimer(config.batch_size, steps)
-    guard = NonFiniteGuard(steps, backup=backup, checkpoint=join(ckpt_dir, "last.keras"))
-    cbs = [timer, guard]
-    if chief:
-        tf.io.gfile.makedirs(ckpt_dir)
-        cbs += [
-            keras.callbacks.ModelCheckpoint(join(ckpt_dir, "last.keras")),
-            keras.callbacks.ModelCheckpoint(
-                join(ckpt_dir, "best.keras"), monitor=monitor, mode="max", save_best_only=True,
-                initial_value_threshold=best_so_far(past, monitor),
-            ),
-            keras.callbacks.CSVLogger(history_path, append=True),
-            tensorboard_callback(join(outdir, TENSORBOARD_DIR)),
-        ]
-    diagnostics_cb = None
-    if config.diagnostics_every > 0:
-        diagnostics_cb = _diagnostics_callback(
-            config, ds_info, join(outdir, TENSORBOARD_DIR, "diagnostics") if chief else None
-        )
-        cbs.append(diagnostics_cb)
-    cbs += [backup] + extra_callbacks
-
-    val_ds = load_split(config, ds_info, "validation", config.batch_size) if has_val else None
-    segments = []
-    if start_step > 0 and start_epoch < config.epochs:
-        segments.append((start_epoch, start_epoch + 1, start_step))
-        start_epoch += 1
-    if start_epoch < config.epochs:
-        segments.append((start_epoch, config.epochs, 0))
-    fit_history = []
-    started = time.perf_counter()
     try:
-        with strategy.scope():
-            for first, last, skip in segments:
-                train_ds = train_epochs(config, ds_info, first, last)
-                if skip:
-                    train_ds = train_ds.skip(skip)
-                backup.step_offset = guard.step_offset = skip
-                timer.steps = steps - skip
-                result = model.fit(
-                    train_ds, epochs=last, initial_epoch=first, steps_per_epoch=steps - skip,
-                    validation_data=val_ds, callbacks=cbs, verbose=verbose, shuffle=False,
-                )
-                fit_history.append(result.history)
-            test = model.evaluate(
-                load_split(config, ds_info, "test", config.batch_size), return_dict=True, verbose=0
+        with SignalGuard() as guard, WorkdirLock(outdir) as lock:
+            if lock.took_over is not None:
+                print(f"rlra-train: {lock.takeover_message()}", file=sys.stderr)
+            run = _Run(config, outdir, keep, existed, strategy, chief, ds_info, steps, guard)
+            return run.train_and_evaluate(overwrite, extra_callbacks, verbose)
+    finally:
+        if not existed:
+            remove_if_empty(outdir)  # a refused or interrupted start leaves no empty folder
+
+
+class _Run:
+    """One run in its locked work directory: the steps of `train_and_evaluate` after the checks."""
+
+    def __init__(self, config, outdir, keep, existed, strategy, chief, ds_info, steps, guard):
+        self.config, self.outdir, self.keep, self.existed = config, outdir, keep, existed
+        self.strategy, self.chief, self.ds_info, self.steps = strategy, chief, ds_info, steps
+        self.guard = guard
+
+    def train_and_evaluate(self, overwrite, extra_callbacks, verbose):
+        config, outdir, steps, strategy = self.config, self.outdir, self.steps, self.strategy
+        state = prepare_workdir(outdir, config, overwrite, keep=self.keep)
+        if state == "complete":
+            print(f"{outdir} already holds the finished run of this config; nothing to do "
+                  "(--overwrite retrains it).")
+            return read_json(join(outdir, METRICS_FILE))
+        self.policy = policy_name(config.mixed_precision)
+        with strategy.scope(), dtype_policy(self.policy):
+            keras.utils.set_random_seed(config.seed)
+            model = build_model(config, self.ds_info)
+            model.compile(
+                optimizer=make_optimizer(config, steps),
+                rule=make_rule(config),
+                metrics=["accuracy"],
+                label_smoothing=config.label_smoothing,
+                jit_compile=JIT_COMPILE[config.jit_compile],
+                steps_per_execution=config.steps_per_execution,
             )
-    except tf.errors.InvalidArgumentError as err:
-        if "labels of the" not in str(err):
-            raise
-        if state == "new" and backup.last_saved is None:
-            remove_run(outdir, keep, existed)  # bad input: leave no half-written run behind
-        raise TrainerError(bad_labels_message(err)) from None
-    train_seconds = time.perf_counter() - started
+        backup = StepBackup(join(outdir, BACKUP_DIR), config.backup_every, steps)
+        with strategy.scope():
+            start_epoch, start_step = backup.restore(model)
+        report = backup.unreadable_report()
+        if report and backup.restored is None:
+            fail(report)
+        if report:
+            print(f"rlra-train: warning: {report}", file=sys.stderr)
+        write_json(join(outdir, CONFIG_FILE), config.to_json())  # runtime fields may differ
+        if state == "resume" and backup.restored is not None:
+            stopped = backup.restored.get("stopped_by")
+            print(f"Resuming {outdir} at epoch {start_epoch + 1}, step {start_step} "
+                  f"(global step {start_epoch * steps + start_step})"
+                  + (f"; the run was stopped by {stopped}" if stopped else "") + ".")
+        model, test, history = self._fit(model, backup, start_epoch, start_step, state,
+                                         extra_callbacks, verbose)
+        return self._write_results(model, test, history, backup)
 
-    model_path = join(outdir, MODEL_FILE)
-    tmp_path = join(outdir, "tmp-" + MODEL_FILE)
-    model.save(tmp_path)
-    tf.io.gfile.rename(tmp_path, model_path, overwrite=True)
+    def _fit(self, model, backup, start_epoch, start_step, state, extra_callbacks, verbose):
+        config, outdir, steps, strategy = self.config, self.outdir, self.steps, self.strategy
+        history_path = join(outdir, HISTORY_FILE)
+        past = history_from_csv(history_path)
+        ckpt_dir = join(outdir, CHECKPOINT_DIR)
+        has_val = self.ds_info.num_validation > 0
+        monitor = "val_accuracy" if has_val else "accuracy"
+        timer = EpochTimer(config.batch_size, steps)
+        guard = NonFiniteGuard(steps, backup=backup, checkpoint=join(ckpt_dir, "last.keras"))
+        cbs = [timer, guard]
+        if self.chief:
+            tf.io.gfile.makedirs(ckpt_dir)
+            cbs += [
+                EpochCheckpoint(join(ckpt_dir, "last.keras")),
+                EpochCheckpoint(join(ckpt_dir, "best.keras"), monitor=monitor,
+                                best=best_so_far(past, monitor)),
+                keras.callbacks.CSVLogger(history_path, append=True),
+                tensorboard_callback(join(outdir, TENSORBOARD_DIR)),
+            ]
+        self.diagnostics = None
+        if config.diagnostics_every > 0:
+            self.diagnostics = _diagnostics_callback(
+                config, self.ds_info,
+                join(outdir, TENSORBOARD_DIR, "diagnostics") if self.chief else None,
+            )
+            cbs.append(self.diagnostics)
+        stopper = StopOnSignal(self.guard, backup, strategy)
+        cbs += [backup, stopper] + extra_callbacks
 
-    history = history_from_csv(history_path) if chief else merge_histories(fit_history)
-    seconds = [h["epoch_seconds"] for h in history if h.get("epoch_seconds") is not None]
-    rates = [h["examples_per_second"] for h in history if h.get("examples_per_second")]
-    n_fwd, n_fb = model.count_params_split()
-    metrics = {
-        "test_accuracy": float(test["accuracy"]),
-        "test_loss": float(test["loss"]),
-        "history": history,
-        "seconds_per_epoch": seconds,
-        "mean_seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
-        "examples_per_second": float(np.mean(rates)) if rates else None,
-        "train_seconds_this_process": train_seconds,
-        "steps_per_epoch": steps,
-        "num_replicas": strategy.num_replicas_in_sync,
-        "strategy": type(strategy).__name__,
-        "jit_compile": bool(model.jit_compile or getattr(model, "_inner_jit", False)),
-        "dtype_policy": policy,  # what --mixed_precision resolved to on this machine
-        "parameters": {"forward": int(n_fwd), "feedback": int(n_fb)},
-        "rule": rules.serialize(model.rule),
-        "config": config.to_json(),
-        "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
-    }
-    if diagnostics_cb is not None:
-        metrics["diagnostics"] = diagnostics_cb.as_dict()
-    write_json(join(outdir, METRICS_FILE), finite(metrics))
-    backup.delete()
-    return metrics
+        val_ds = (load_split(config, self.ds_info, "validation", config.batch_size)
+                  if has_val else None)
+        segments = []
+        if start_step > 0 and start_epoch < config.epochs:
+            segments.append((start_epoch, start_epoch + 1, start_step))
+            start_epoch += 1
+        if start_epoch < config.epochs:
+            segments.append((start_epoch, config.epochs, 0))
+        fit_history = []
+        started = time.perf_counter()
+        try:
+            with strategy.scope():
+                for first, last, skip in segments:
+                    if self.guard.signum is not None and stopper.handler is None:
+                        raise stopper.stopped(first, 0)  # came during the epoch's end: saved
+                    train_ds = train_epochs(config, self.ds_info, first, last)
+                    if skip:
+                        train_ds = train_ds.skip(skip)
+                    backup.step_offset = guard.step_offset = skip
+                    timer.steps = steps - skip
+                    with self.guard.deferring():
+                        result = model.fit(
+                            train_ds, epochs=last, initial_epoch=first,
+                            steps_per_epoch=steps - skip, validation_data=val_ds, callbacks=cbs,
+                            verbose=verbose, shuffle=False,
+                        )
+                    fit_history.append(result.history)
+                if self.guard.signum is not None and stopper.handler is None:
+                    raise stopper.stopped(config.epochs, 0)  # came during the last epoch's end
+                # A multi-worker run evaluates in step with its peers: a signal now is noted
+                # (the last epoch's end is backed up) and the run finishes.
+                with self.guard.deferring(stopper.handler is not None):
+                    test = model.evaluate(
+                        load_split(config, self.ds_info, "test", config.batch_size),
+                        return_dict=True, verbose=0,
+                    )
+        except tf.errors.InvalidArgumentError as err:
+            if "labels of the" not in str(err):
+                raise
+            if state == "new" and backup.last_saved is None:
+                remove_run(outdir, self.keep)  # bad input: leave no half-written run behind
+            raise TrainerError(bad_labels_message(err)) from None
+        self.train_seconds = time.perf_counter() - started
+        self.fit_history = fit_history
+        return model, test, history_from_csv(history_path) if self.chief else None
+
+    def _write_results(self, model, test, history, backup):
+        config, outdir, strategy = self.config, self.outdir, self.strategy
+        save_model(model, join(outdir, MODEL_FILE))
+        if history is None:
+            history = merge_histories(self.fit_history)
+        seconds = [h["epoch_seconds"] for h in history if h.get("epoch_seconds") is not None]
+        rates = [h["examples_per_second"] for h in history if h.get("examples_per_second")]
+        n_fwd, n_fb = model.count_params_split()
+        metrics = {
+            "test_accuracy": float(test["accuracy"]),
+            "test_loss": float(test["loss"]),
+            "history": history,
+            "seconds_per_epoch": seconds,
+            "mean_seconds_per_epoch": float(np.mean(seconds)) if seconds else None,
+            "examples_per_second": float(np.mean(rates)) if rates else None,
+            "train_seconds_this_process": self.train_seconds,
+            "steps_per_epoch": self.steps,
+            "num_replicas": strategy.num_replicas_in_sync,
+            "strategy": type(strategy).__name__,
+            "jit_compile": bool(model.jit_compile or getattr(model, "_inner_jit", False)),
+            "dtype_policy": self.policy,  # what --mixed_precision resolved to on this machine
+            "parameters": {"forward": int(n_fwd), "feedback": int(n_fb)},
+            "rule": rules.serialize(model.rule),
+            "config": config.to_json(),
+            "versions": {"tensorflow": tf.__version__, "keras": keras.__version__},
+        }
+        if self.diagnostics is not None:
+            metrics["diagnostics"] = self.diagnostics.as_dict()
+        # From here the run is complete: a signal is only noted, and the backup is dropped.
+        with self.guard.deferring():
+            write_json(join(outdir, METRICS_FILE), finite(metrics))
+            backup.delete()
+        return metrics
 
 
 def config_summary(config):

@@ -2,7 +2,9 @@
 
 Files go through `tf.io.gfile`, so a workdir may be a `gs://` path. `prepare_workdir` decides
 whether a directory is a new run, a run to resume or a finished one (and refuses one that holds
-another config, or no run at all); `remove_run` deletes what a refused run wrote.
+another config, or no run at all); `remove_run` deletes what a refused run wrote. Every file the
+trainer writes goes through `write_atomically` (a temporary file beside it, then a rename), so a
+kill at any instant leaves the previous version readable.
 """
 
 import json
@@ -21,6 +23,7 @@ BACKUP_DIR = "backup"
 CHECKPOINT_DIR = "checkpoints"
 TENSORBOARD_DIR = "tensorboard"
 WORKERS_DIR = ".workers"
+LOCK_FILE = "lock.json"  # held by the running trainer (`trainers/preemption.py`)
 
 # Settings that change how a run executes, not what it computes: a rerun may change them and
 # still resume the same run.
@@ -35,12 +38,41 @@ def join(*parts):
     return posixpath.join(*parts) if "://" in parts[0] else os.path.join(*parts)
 
 
+def split(path):
+    """`(folder, name)` of `path`, for a local path or a URL."""
+    return posixpath.split(path) if "://" in path else os.path.split(path)
+
+
+def write_atomically(path, write):
+    """Calls `write(tmp)` for a temporary path beside `path`, then renames it onto `path`.
+
+    A kill at any instant leaves either the old file or the new one at `path`, never a part of
+    one. The temporary name keeps the file's extension (Keras checks `.keras`, `.weights.h5`).
+    """
+    folder, name = split(path)
+    tmp = join(folder, ".tmp-" + name) if folder else ".tmp-" + name
+    write(tmp)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+
+
+def write_text(path, text):
+    """Writes `text` to `path` atomically."""
+
+    def write(tmp):
+        with tf.io.gfile.GFile(tmp, "w") as f:
+            f.write(text)
+
+    write_atomically(path, write)
+
+
 def write_json(path, obj):
     """Writes `obj` as strict JSON, atomically (a temporary file, then a rename)."""
-    tmp = path + ".tmp"
-    with tf.io.gfile.GFile(tmp, "w") as f:
-        f.write(json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, allow_nan=False) + "\n")
+
+
+def save_model(model, path):
+    """`model.save(path)`, atomically."""
+    write_atomically(path, model.save)
 
 
 def read_json(path):
@@ -63,6 +95,7 @@ def prepare_workdir(workdir, config, overwrite, keep=()):
         return "new"
     if not tf.io.gfile.isdir(workdir):
         fail(f"workdir={workdir!r} exists and is not a directory")
+    keep = (*keep, LOCK_FILE)
     entries = [e.rstrip("/") for e in tf.io.gfile.listdir(workdir) if e.rstrip("/") not in keep]
     if not entries:
         return "new"
@@ -99,16 +132,20 @@ def prepare_workdir(workdir, config, overwrite, keep=()):
     return "new"
 
 
-def remove_run(outdir, keep, existed):
-    """Deletes what this run wrote into `outdir` (it started empty or absent)."""
+def remove_run(outdir, keep):
+    """Deletes what this run wrote into `outdir` (it started empty or absent; the lock stays)."""
     for entry in tf.io.gfile.listdir(outdir):
         entry = entry.rstrip("/")
-        if entry in keep:
+        if entry in keep or entry == LOCK_FILE:
             continue
         path = join(outdir, entry)
         if tf.io.gfile.isdir(path):
             tf.io.gfile.rmtree(path)
         else:
             tf.io.gfile.remove(path)
-    if not existed and "://" not in outdir and not os.listdir(outdir):
-        os.rmdir(outdir)
+
+
+def remove_if_empty(path):
+    """Removes the local folder `path` if it exists and is empty (what a refused run created)."""
+    if "://" not in path and os.path.isdir(path) and not os.listdir(path):
+        os.rmdir(path)

@@ -1,7 +1,7 @@
 """One worker of the MultiWorkerMirroredStrategy test (`test_multi_worker.py` starts two).
 
-`python multi_worker_process.py OUT_DIR [TRAINER_WORKDIR]`, with `TF_CONFIG` naming this
-worker. The worker
+`python multi_worker_process.py OUT_DIR [TRAINER_WORKDIR [trainer_only]]`, with `TF_CONFIG`
+naming this worker. The worker
 
 1. trains a tiny rec-LRA MLP (`train_steps`) for `STEPS` steps of `GLOBAL_BATCH` examples
    under the strategy, with the dataset distributed by the strategy as `model.fit` does it,
@@ -10,7 +10,9 @@ worker. The worker
 2. if `TRAINER_WORKDIR` is given, runs the trainer (`train_lib.train_and_evaluate`) on the
    `tiny_mlp` preset under `tfds.testing.mock_data` with the same strategy
    (`--strategy=multi_worker`); the chief writes `TRAINER_WORKDIR`, worker 1 writes under
-   `TRAINER_WORKDIR/.workers/worker-1/`.
+   `TRAINER_WORKDIR/.workers/worker-1/`. With `trainer_only`, step 1 is skipped, and the
+   test hooks of `trainer_process.py` (`RLRA_TEST_HANG_AT_STEP`, `RLRA_TEST_STEP_LOG`) apply;
+   a `TrainingInterrupted` ends the process with its exit status, as the binary does.
 
 The test calls `train_steps()` and `trainer_config()` itself for the single-process reference.
 """
@@ -82,15 +84,21 @@ def trainer_config(data_dir):
     )
 
 
-def main(out_dir, trainer_workdir=None):
+def main(out_dir, trainer_workdir=None, mode=None):
     from rlra_tf import distribute
 
     strategy = distribute.get_strategy("multi_worker")  # reads TF_CONFIG
     assert strategy.num_replicas_in_sync == 2, strategy.num_replicas_in_sync
-    weights = train_steps(strategy)
-    np.savez(os.path.join(out_dir, "weights.npz"), *weights)
-    x, y = shards(strategy)
-    np.savez(os.path.join(out_dir, "shards.npz"), x=x, y=y)
+    callbacks = []
+    if mode == "trainer_only":
+        from trainer_process import TestHooks
+
+        callbacks += [hooks for hooks in [TestHooks.from_env()] if hooks is not None]
+    else:
+        weights = train_steps(strategy)
+        np.savez(os.path.join(out_dir, "weights.npz"), *weights)
+        x, y = shards(strategy)
+        np.savez(os.path.join(out_dir, "shards.npz"), x=x, y=y)
 
     if trainer_workdir:
         import tensorflow_datasets as tfds
@@ -100,9 +108,14 @@ def main(out_dir, trainer_workdir=None):
         # One MultiWorkerMirroredStrategy per process: the trainer reuses this one.
         distribute.get_strategy = lambda *args, **kwargs: strategy
         with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-            train_lib.train_and_evaluate(
-                trainer_config(os.path.join(out_dir, "tfds")), trainer_workdir, verbose=0
-            )
+            try:
+                train_lib.train_and_evaluate(
+                    trainer_config(os.path.join(out_dir, "tfds")), trainer_workdir,
+                    callbacks=callbacks, verbose=0,
+                )
+            except train_lib.TrainingInterrupted as err:
+                print(f"rlra-train: {err.kind}: {err}", flush=True)
+                sys.exit(err.exit_code)
 
 
 if __name__ == "__main__":

@@ -3,15 +3,19 @@
 Both workers (`multi_worker_process.py`, `TF_CONFIG` on free localhost ports) train the same
 tiny rec-LRA MLP for a few steps on a fixed global batch, then run the trainer with
 `--strategy=multi_worker` on mocked data. Their weights must be identical to each other and
-equal (1e-5) to a single-process run on the same global batches.
+equal (1e-5) to a single-process run on the same global batches. A second pair of workers runs
+the trainer, is stopped by SIGTERM to one of them and rerun: both must save at the same step
+and end with the weights of the uninterrupted pair.
 """
 
 import importlib.util
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -54,32 +58,36 @@ def npz_list(path):
         return [f[f"arr_{i}"] for i in range(len(f.files))]
 
 
-@pytest.fixture(scope="module")
-def cluster_run(tmp_path_factory):
-    """Runs the two workers once; returns (their output folders, the trainer's workdir)."""
-    root = tmp_path_factory.mktemp("multi_worker")
-    workdir = str(root / "trainer")
+def start_workers(root, workdir, *args, env_for=lambda index: {}):
+    """Starts the two workers on fresh loopback ports; returns their processes and log paths."""
     hosts = [f"localhost:{port}" for port in free_ports(2)]
-    processes, outs, logs = [], [], []
+    processes, logs = [], []
     for index in range(2):
         out = root / f"worker{index}"
-        out.mkdir()
+        out.mkdir(exist_ok=True)
         env = dict(os.environ)  # tests/conftest.py has pointed KERAS_HOME, ... away from $HOME
         env["PYTHONPATH"] = os.pathsep.join(p for p in (REPO, env.get("PYTHONPATH")) if p)
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
         env["TF_CONFIG"] = json.dumps(
             {"cluster": {"worker": hosts}, "task": {"type": "worker", "index": index}}
         )
-        log = open(out / "log.txt", "w")
-        processes.append(subprocess.Popen(
-            [sys.executable, WORKER, str(out), workdir], cwd=REPO, env=env, stdout=log,
-            stderr=subprocess.STDOUT,
-        ))
-        outs.append(out)
+        env.update(env_for(index))
+        log = out / f"log{len(list(out.glob('log*.txt')))}.txt"
+        with open(log, "w") as f:
+            processes.append(subprocess.Popen(
+                [sys.executable, WORKER, str(out), workdir, *args], cwd=REPO, env=env,
+                stdout=f, stderr=subprocess.STDOUT,
+            ))
         logs.append(log)
+    return processes, logs
+
+
+def wait_for(processes, timeout=TIMEOUT):
+    """Waits for every process (killing all of them after `timeout`); returns the statuses."""
+    deadline = time.monotonic() + timeout
     try:
         for process in processes:
-            process.wait(timeout=TIMEOUT)
+            process.wait(timeout=max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
         pass
     finally:
@@ -87,14 +95,19 @@ def cluster_run(tmp_path_factory):
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        for log in logs:
-            log.close()
-    for index, process in enumerate(processes):
-        assert process.returncode == 0, (
-            f"worker {index} exited with {process.returncode}:\n"
-            + (outs[index] / "log.txt").read_text()[-5000:]
-        )
-    return outs, workdir
+    return [process.returncode for process in processes]
+
+
+@pytest.fixture(scope="module")
+def cluster_run(tmp_path_factory):
+    """Runs the two workers once; returns (their output folders, the trainer's workdir)."""
+    root = tmp_path_factory.mktemp("multi_worker")
+    workdir = str(root / "trainer")
+    processes, logs = start_workers(root, workdir)
+    codes = wait_for(processes)
+    for index, code in enumerate(codes):
+        assert code == 0, f"worker {index} exited with {code}:\n" + logs[index].read_text()[-5000:]
+    return [root / "worker0", root / "worker1"], workdir
 
 
 def test_two_workers_equal_one_process(cluster_run):
@@ -153,3 +166,61 @@ def test_trainer_with_multi_worker_strategy_equals_one_process(cluster_run, tmp_
         np.testing.assert_array_equal(c.numpy(), o.numpy(), err_msg=c.path)
         np.testing.assert_allclose(c.numpy(), r.numpy(), atol=1e-5, err_msg=c.path)
     assert chief["test_accuracy"] == pytest.approx(single["test_accuracy"])
+
+
+def test_sigterm_to_one_worker_stops_both_at_one_step_and_the_rerun_resumes(cluster_run,
+                                                                             tmp_path):
+    """SIGTERM to worker 1 after step 5 of 8: TensorFlow's PreemptionCheckpointHandler has
+    both workers back up step 6 and stop (status 143); rerun, they end as the uninterrupted
+    pair did."""
+    _, reference_workdir = cluster_run
+    workdir = str(tmp_path / "trainer")
+    marker = tmp_path / "paused"
+    steps = {index: tmp_path / f"steps{index}.txt" for index in range(2)}
+
+    def hooks(index):
+        env = {"RLRA_TEST_STEP_LOG": str(steps[index])}
+        if index == 1:
+            env.update(RLRA_TEST_HANG_AT_STEP="5", RLRA_TEST_HANG_FILE=str(marker))
+        return env
+
+    processes, logs = start_workers(tmp_path, workdir, "trainer_only", env_for=hooks)
+    deadline = time.monotonic() + TIMEOUT
+    while not marker.exists():
+        if any(p.poll() is not None for p in processes) or time.monotonic() > deadline:
+            wait_for(processes, timeout=1)
+            pytest.fail("worker 1 never reached step 5:\n" + logs[1].read_text()[-5000:])
+        time.sleep(0.2)
+    processes[1].send_signal(signal.SIGTERM)
+    marker.unlink()
+    codes = wait_for(processes)
+    outputs = [log.read_text() for log in logs]
+    assert codes == [143, 143], "\n".join(o[-3000:] for o in outputs)
+    assert "Stopped by SIGTERM after step 6 (epoch 1, batch 6)" in outputs[1]
+    assert ("Stopped because another worker of the cluster received SIGTERM or SIGINT, after "
+            "step 6 (epoch 1, batch 6)") in outputs[0]
+    folders = [workdir, os.path.join(workdir, ".workers", "worker-1")]
+    for index, folder in enumerate(folders):
+        # Both finished exactly steps 1..6 and backed up step 6, the same step.
+        assert steps[index].read_text().split() == [str(s) for s in range(1, 7)], index
+        assert open(os.path.join(folder, "backup", "latest")).read().strip() == "ckpt-000000006"
+        assert not os.path.exists(os.path.join(folder, "model.keras"))
+        assert not os.path.exists(os.path.join(folder, "lock.json"))
+
+    for log in steps.values():
+        log.unlink()
+    processes, logs = start_workers(
+        tmp_path, workdir, "trainer_only",
+        env_for=lambda index: {"RLRA_TEST_STEP_LOG": str(steps[index])},
+    )
+    codes = wait_for(processes)
+    outputs = [log.read_text() for log in logs]
+    assert codes == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    for index, folder in enumerate(folders):
+        assert "(global step 6); the run was stopped by" in outputs[index], outputs[index]
+        assert steps[index].read_text().split() == ["7", "8"]  # no step done twice
+    reference = keras.saving.load_model(os.path.join(reference_workdir, "model.keras")).weights
+    for folder in folders:
+        resumed = keras.saving.load_model(os.path.join(folder, "model.keras")).weights
+        for r, w in zip(reference, resumed):
+            np.testing.assert_array_equal(w.numpy(), r.numpy(), err_msg=w.path)

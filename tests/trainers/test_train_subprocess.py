@@ -1,7 +1,9 @@
-"""The binaries as real processes on the local Fashion-MNIST: evaluate, kill-and-resume, exit codes.
+"""The binaries as real processes on the local Fashion-MNIST: evaluate, kill-and-resume, stop on
+SIGTERM/SIGINT and resume, a busy workdir, exit codes.
 
-Each process pays about 10 s of TensorFlow import, so there are four: the evaluate binary, a
-trainer killed with SIGKILL, its rerun, and one refused command line.
+Each process pays about 10 s of TensorFlow import, so there are few: the evaluate binary, a
+trainer killed with SIGKILL and its rerun, a trainer stopped by SIGTERM (with a second trainer
+refused meanwhile) and its rerun, the same for SIGINT, and one refused command line.
 """
 
 import json
@@ -112,36 +114,54 @@ def printed_confusion_matrix(stdout, k):
     return np.array([[int(t) for t in row.split()[-(k + 1):-1]] for row in rows])
 
 
+def start_paused(command, tmp_path, step, name):
+    """Starts the trainer, waits until it has finished `step` and pauses; returns
+    `(process, marker, log path, step log path)`. Deleting `marker` lets it go on."""
+    marker, log, step_log = (tmp_path / f"{name}.{ext}" for ext in ("paused", "log", "steps"))
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+            env=child_env(RLRA_TEST_HANG_AT_STEP=str(step), RLRA_TEST_HANG_FILE=str(marker),
+                          RLRA_TEST_STEP_LOG=str(step_log)),
+        )
+    deadline = time.monotonic() + TIMEOUT
+    while not marker.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            pytest.fail(f"the trainer never reached step {step}:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+    return process, marker, log, step_log
+
+
+def stop(process):
+    if process.poll() is None:
+        process.kill()
+        process.wait()
+
+
+def trainer_command(workdir, fmnist_dir):
+    return [sys.executable, TRAINER_PROCESS, "--preset=tiny_mlp", f"--workdir={workdir}",
+            f"--data_dir={fmnist_dir}"]
+
+
 def test_sigkill_then_rerun_ends_with_the_uninterrupted_weights(uninterrupted, fmnist_dir,
                                                                   tmp_path):
     workdir = tmp_path / "run"
-    command = [sys.executable, TRAINER_PROCESS, "--preset=tiny_mlp", f"--workdir={workdir}",
-               f"--data_dir={fmnist_dir}"]
-    marker = tmp_path / "hanging"
-    log = open(tmp_path / "killed.log", "w")
-    process = subprocess.Popen(
-        command, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        env=child_env(RLRA_TEST_HANG_AT_STEP=str(KILL_AFTER_STEP),
-                      RLRA_TEST_HANG_FILE=str(marker)),
-    )
+    command = trainer_command(workdir, fmnist_dir)
+    process, _, _, _ = start_paused(command, tmp_path, KILL_AFTER_STEP, "killed")
     try:
-        deadline = time.monotonic() + TIMEOUT
-        while not marker.exists():
-            assert process.poll() is None, open(tmp_path / "killed.log").read()
-            assert time.monotonic() < deadline, "the trainer never reached the kill step"
-            time.sleep(0.2)
         process.send_signal(signal.SIGKILL)
         assert process.wait(timeout=60) == -signal.SIGKILL
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
-        log.close()
+        stop(process)
 
-    # Killed in epoch 2 after the backup of step 12: no results, one epoch in the history.
+    # Killed in epoch 2 after the backup of step 12: no results, one epoch in the history,
+    # and the lock file of a process that is gone.
     assert open(workdir / "backup" / "latest").read().strip() == "ckpt-000000012"
     assert not (workdir / "metrics.json").exists() and not (workdir / "model.keras").exists()
     assert len(open(workdir / "history.csv").read().strip().splitlines()) == 1 + 1
+    assert json.load(open(workdir / "lock.json"))["pid"] == process.pid
     backed_up = keras.saving.load_model(os.path.join(uninterrupted, "model.keras"))
     backed_up.load_weights(str(workdir / "backup" / "ckpt-000000012" / "state.weights.h5"))
     backed_up = [w.numpy() for w in backed_up.weights]
@@ -150,6 +170,9 @@ def test_sigkill_then_rerun_ends_with_the_uninterrupted_weights(uninterrupted, f
                            timeout=TIMEOUT)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert "Resuming" in rerun.stdout and "epoch 2, step 4 (global step 12)" in rerun.stdout
+    assert f"took over the lock of {workdir}: its holder (pid {process.pid} on host" in rerun.stderr
+    assert "is no longer running" in rerun.stderr
+    assert not (workdir / "lock.json").exists()
 
     resumed = saved_weights(str(workdir / "model.keras"))
     reference = saved_weights(os.path.join(uninterrupted, "model.keras"))
@@ -161,6 +184,56 @@ def test_sigkill_then_rerun_ends_with_the_uninterrupted_weights(uninterrupted, f
     assert [h["epoch"] for h in metrics["history"]] == [0, 1]
     assert metrics["test_accuracy"] == json.load(
         open(os.path.join(uninterrupted, "metrics.json")))["test_accuracy"]
+    assert not (workdir / "backup").exists()
+
+
+def snapshot(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_then_rerun_ends_with_the_uninterrupted_weights(signum, uninterrupted, fmnist_dir,
+                                                               tmp_path):
+    workdir = tmp_path / "run"
+    command = trainer_command(workdir, fmnist_dir)
+    process, marker, log, step_log = start_paused(command, tmp_path, KILL_AFTER_STEP, "stopped")
+    try:
+        if signum == signal.SIGTERM:
+            # Meanwhile a second trainer on the same workdir is refused, and writes nothing.
+            before = snapshot(workdir)
+            second = run([TRAINER_PROCESS, *command[2:]])
+            assert second.returncode == 2, second.stdout + second.stderr
+            assert f"is in use by another trainer (pid {process.pid} on host" in second.stderr
+            assert "started 20" in second.stderr and "--preset=tiny_mlp" in second.stderr
+            assert snapshot(workdir) == before
+        process.send_signal(signum)
+        marker.unlink()  # it goes on to the next step's start, backs up step 13 there and stops
+        assert process.wait(timeout=120) == 128 + signum, log.read_text()[-3000:]
+    finally:
+        stop(process)
+
+    output = log.read_text()
+    finished = [int(line) for line in step_log.read_text().split()]
+    assert finished == list(range(1, KILL_AFTER_STEP + 1))
+    assert f"{signum.name} received: finishing the current step" in output
+    assert (f"rlra-train: interrupted: Stopped by {signum.name} after step {KILL_AFTER_STEP} "
+            "(epoch 2, batch 5)") in output
+    assert open(workdir / "backup" / "latest").read().strip() == f"ckpt-{KILL_AFTER_STEP:09d}"
+    assert not (workdir / "metrics.json").exists() and not (workdir / "lock.json").exists()
+
+    step_log.unlink()
+    rerun = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=TIMEOUT,
+                           env=child_env(RLRA_TEST_STEP_LOG=str(step_log)))
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert (f"global step {KILL_AFTER_STEP}); the run was stopped by {signum.name}"
+            in rerun.stdout)
+    assert "took over the lock" not in rerun.stderr  # it was released
+    # No step of work is done twice: the backup is of the last step that finished.
+    resumed_from = int(step_log.read_text().split()[0]) - 1
+    assert finished[-1] - resumed_from == 0
+    for a, b in zip(saved_weights(str(workdir / "model.keras")),
+                    saved_weights(os.path.join(uninterrupted, "model.keras"))):
+        np.testing.assert_array_equal(a, b)
     assert not (workdir / "backup").exists()
 
 
