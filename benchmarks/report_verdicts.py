@@ -54,13 +54,14 @@ class Verdict:
         return f"{head}. {self.text}"
 
 
-def accuracy_summary(data):
+def accuracy_summary(data, thresholds=None):
     """`{variant: summary}` (`benchmarks.curves.summarize`'s format) from an accuracy JSON.
 
     Recomputed from the per-run records (`runs`: `variant` or `rule`, `seed`,
     `final_test_accuracy`, per-epoch `epochs`) when the file has them, so every accuracy
     benchmark is summarised alike; otherwise the file's own `summary` (a dict of that format,
-    as in a sweep of record).
+    as in a sweep of record). `thresholds` (test accuracies, fractions) are those of the
+    `reach` entries: by default the file's `thresholds`, else `curves.THRESHOLDS`.
     """
     from benchmarks import curves
 
@@ -71,7 +72,7 @@ def accuracy_summary(data):
             and r.get("final_test_accuracy") is not None and isinstance(r.get("epochs"), list)
             and r["epochs"]]
     if runs:
-        thresholds = data.get("thresholds") or curves.THRESHOLDS
+        thresholds = thresholds or data.get("thresholds") or curves.THRESHOLDS
         return curves.summarize(runs, thresholds)
     if isinstance(data.get("summary"), dict):
         return data["summary"]
