@@ -51,6 +51,7 @@ from benchmarks.report_common import (
     RULE_ORDER,
     SCRIPTS,
     Source,
+    invocations,
     load_results,
     mean_spread,
     ordered,
@@ -147,30 +148,38 @@ def section_header(results, root, results_dir=RESULTS_DIR):
         f"CPUs, no GPU); TensorFlow {v['tensorflow']}, Keras {v['keras']}, Python "
         f"{v['python']}.",
         "",
-        "| benchmark | script | suite | date | machine |",
-        "|---|---|---|---|---|",
+        "| benchmark | script | suite | date | machine | load average in the file (1, 5, 15 min) |",
+        "|---|---|---|---|---|---|",
     ]
+    logs = {}
     for suite, folder in (("full", results_dir), ("quick", os.path.join(results_dir, QUICK))):
         log = _read(os.path.join(folder, "suite_run.json"))
         if log:
+            logs[os.path.abspath(folder)] = log
             states = {}
             for b in log.get("benchmarks", []):
                 states.setdefault(b["status"].split(" ")[0], []).append(b["name"])
+            where = _machine(log.get("machine") or {})
+            loads = ""
+            if log.get("load_before") and log.get("load_after"):
+                loads = (f", load {_load(log['load_before'])} at the start and "
+                         f"{_load(log['load_after'])} at the end")
             lines.insert(-2, f"The {suite} suite (`python -m benchmarks.run --suite={suite}`) "
-                         f"last ran {log.get('date', '?')} and took "
-                         f"{log.get('total_seconds', 0) / 60:.1f} minutes ("
+                         f"last ran {log.get('date', '?')}"
+                         + (f" on {where}{loads}" if where != "n/a" else "")
+                         + f" and took {log.get('total_seconds', 0) / 60:.1f} minutes ("
                          + "; ".join(f"{k}: {', '.join(v)}" for k, v in states.items())
                          + ").\n")
     for name in BENCHMARKS:
+        script = " then ".join(f"`{x}`" for x in invocations(name))
         s = results.get(name)
         if s is None:
-            lines.append(f"| {name} | `{SCRIPTS[name]}` | not run yet | | |")
+            lines.append(f"| {name} | {script} | not run yet | | | |")
             continue
         mach = s.data.get("machine") or {}
-        where = f"{mach.get('cpus', '?')} CPUs, load {_load(mach)}" if mach else "n/a"
         lines.append(
-            f"| {name} | `{SCRIPTS[name]}` | {s.suite} | {s.data.get('date', 'not recorded')} | "
-            f"{where} |")
+            f"| {name} | {script} | {s.suite} | {s.data.get('date', 'not recorded')} | "
+            f"{_machine(mach)} | {_file_load(s, mach, logs)} |")
     return "\n".join(lines)
 
 
@@ -182,9 +191,33 @@ def _read(path):
         return None
 
 
-def _load(machine):
-    la = machine.get("load_average")
-    return "n/a" if not la else f"{la[0]:.1f}"
+def _machine(machine):
+    if not machine:
+        return "n/a"
+    return f"{machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs"
+
+
+def _load(load_average):
+    """`"6.9, 6.1, 5.7"` from a `load_average` list, "n/a" without one."""
+    if not load_average:
+        return "n/a"
+    return ", ".join(f"{x:.1f}" for x in load_average)
+
+
+def _file_load(source, machine, logs):
+    """The load a result file records (when it was written, and after, where recorded), and the
+    load before and after its benchmark in the suite run that wrote it, if one did."""
+    text = _load(machine.get("load_average"))
+    if machine.get("load_average_after"):
+        text += f" (after: {_load(machine['load_average_after'])})"
+    log = logs.get(os.path.dirname(source.path)) or {}
+    date = source.data.get("date")
+    for b in log.get("benchmarks", []):
+        if b.get("name") == source.name and date and b.get("started") and b.get("finished") \
+                and b["started"] <= date <= b["finished"] and b.get("load_before"):
+            text += (f"; suite run: {_load(b['load_before'])} before, "
+                     f"{_load(b.get('load_after'))} after")
+    return text
 
 
 def section_summary(verdicts):
