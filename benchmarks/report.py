@@ -25,6 +25,10 @@ the GPU/TPU presets) and puts it together (`render`, `main`); the rest lives bes
     report_diagnostics.py     claim 4 (alignment) and the diagnostics overhead
     report_rev2.py            "Revision 2: rec-LRA on ResNets"
     report_mixed_precision.py "Mixed precision" (issue 12)
+    report_scale_verdicts.py  the bars and verdicts of the scale issue (depth, full data,
+                              alignment over training) and the summaries they take
+    report_scale.py           "Scale: depth, full data, alignment over training", with
+                              "converges sooner" on the ResNet runs
     report_export.py          export parity
 
 Their public names are re-exported here (`report.step_rows`, `report.HOLDS`, ...).
@@ -74,6 +78,20 @@ from benchmarks.report_rev2_verdicts import (
     step_conditions,
     step_cost_verdict,
 )
+from benchmarks.report_scale import section_scale
+from benchmarks.report_scale_verdicts import (
+    ALIGNED_DEGREES,
+    DEPTH_BAR,
+    FULL_DATA_BAR,
+    RESNET_THRESHOLDS,
+    alignment_rows,
+    depth_conditions,
+    depth_gaps,
+    depth_verdict,
+    full_data_conditions,
+    full_data_verdict,
+    mirror_verdict,
+)
 from benchmarks.report_speed import section_cheaper
 from benchmarks.report_verdicts import (
     FAILS,
@@ -118,10 +136,14 @@ __all__ = [
     "bar_conditions", "float16_headroom_verdict", "hyper_parameter_differences",
     "mixed_precision_verdict", "precision_pairs", "rev2_mlp_verdict", "rev2_resnet_verdict",
     "sgd_recipe_verdict", "step_conditions", "step_cost_verdict",
+    # report_scale_verdicts
+    "ALIGNED_DEGREES", "DEPTH_BAR", "FULL_DATA_BAR", "RESNET_THRESHOLDS", "alignment_rows",
+    "depth_conditions", "depth_gaps", "depth_verdict", "full_data_conditions",
+    "full_data_verdict", "mirror_verdict",
     # the sections
     "accuracy_table", "section_alignment", "section_cheaper", "section_converge",
     "section_export", "section_generalise", "section_mixed_precision", "section_mlp_bar",
-    "section_overhead", "section_resnet_bar", "section_rev2",
+    "section_overhead", "section_resnet_bar", "section_rev2", "section_scale",
     # this module
     "CLOUD_PRESETS", "main", "render", "section_cloud", "section_header", "section_summary",
 ]
@@ -266,6 +288,7 @@ def render(results_dir=RESULTS_DIR, out="BENCHMARKS.md"):
     bar2, v_bar2 = section_mlp_bar(results, root)
     bar3, v_bar3 = section_resnet_bar(results, root)
     rev2, v_rev2 = section_rev2(results, root, out_dir)
+    scale, v_scale = section_scale(results, root, out_dir)
     mixed, v_mixed = section_mixed_precision(results, root)
     export, v_export = section_export(results, root, out_dir)
     overhead, v_overhead = section_overhead(results, root)
@@ -289,12 +312,25 @@ def render(results_dir=RESULTS_DIR, out="BENCHMARKS.md"):
                 f"{STEP_COST_BAR['max_cpu_ratio']:.2f}", v_rev2["step"]),
                (f"Revision 2: MLP, rec_lra within {REV2_MLP_BAR['rec_lra_gap_to_bp']} of bp",
                 v_rev2["mlp"])]
+    db, fb = DEPTH_BAR, FULL_DATA_BAR
+    reach = " and ".join(f"{100 * t:.0f}%" for t in RESNET_THRESHOLDS)
+    claims += [(f"Scale: ResNet-56, rec_lra within {db['max_gap_at_deepest']} of bp and its gap "
+                f"at most {db['max_gap_growth']} above ResNet-20's", v_scale["depth"]),
+               (f"Scale: full data, the preset's recipe, rec_lra within "
+                f"{fb['rec_lra_gap_to_bp']} of bp", v_scale["full"])]
+    for key, what in (("converge_resnet20", "ResNet-20"), ("converge_full", "full-data ResNet-20")):
+        claims += [(f"Converges sooner on {what} (epochs to {reach})", v_scale[key][0]),
+                   (f"Converges sooner on {what} (wall-clock to {reach})", v_scale[key][1])]
+    claims += [("Alignment over training, ResNet-20: rec_lra's updates are descent directions",
+                v_scale["descent"]),
+               ("Alignment over training, ResNet-20: the mirror brings every rec_lra synapse "
+                f"within {ALIGNED_DEGREES:.0f}°", v_scale["mirror"])]
     claims += [(f"Issue 12: mixed_bfloat16 within {mb['max_gap_to_float32']} of float32, "
                 f"{what}", v_mixed[what]) for what in ("ResNet-20", "MLP")]
     claims += [("Issue 12: float16 headroom", v_mixed["float16"]),
                ("Export parity", v_export), ("Diagnostics overhead < 10%", v_overhead)]
     parts = [section_header(results, root, results_dir), section_summary(claims), gen, conv,
-             cheap, align, bar2, bar3, rev2, mixed, export, overhead, section_cloud()]
+             cheap, align, bar2, bar3, rev2, scale, mixed, export, overhead, section_cloud()]
     return "\n\n".join(parts).rstrip() + "\n"
 
 
