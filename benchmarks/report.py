@@ -189,7 +189,10 @@ def section_header(results, root, results_dir=RESULTS_DIR):
             lines.insert(-2, f"The {suite} suite (`python -m benchmarks.run --suite={suite}`) "
                          f"last ran {log.get('date', '?')}"
                          + (f" on {where}{loads}" if where != "n/a" else "")
-                         + f" and took {log.get('total_seconds', 0) / 60:.1f} minutes ("
+                         + (f" and took {log.get('total_seconds', 0) / 60:.1f} minutes ("
+                            if log.get("complete", True) else
+                            f" and had run {log.get('total_seconds', 0) / 60:.1f} minutes when "
+                            "last recorded: still running, or interrupted (")
                          + "; ".join(f"{k}: {', '.join(v)}" for k, v in states.items())
                          + ").\n")
     for name in BENCHMARKS:
