@@ -178,11 +178,14 @@ def _converge_part(results, root):
              + ". Its verdicts stand beside claim 2's MLP ones. Seconds come from runs made one "
              "after another on a shared machine whose load varied (see the sources table)."]
     verdicts = {}
-    for key, name, what in (("resnet20", "resnet_accuracy", "ResNet-20, 12,800 examples, Adam"),
-                            ("full", "resnet_full", "ResNet-20, full split, the preset's "
-                                                    "recipe")):
-        lines += ["", f"**{what}**", ""]
+    for key, name, what in (("resnet20", "resnet_accuracy", "ResNet-20"),
+                            ("full", "resnet_full", "ResNet-20, the preset's recipe")):
         src = results.get(name)
+        budget = (src.data.get("budget") if src is not None else None) or {}
+        if isinstance(budget, dict) and budget.get("train_examples"):
+            what += (f", {budget['train_examples']:,} examples, {budget.get('epochs', '?')} "
+                     f"epochs, {budget.get('optimizer', '?')}")
+        lines += ["", f"**{what}**", ""]
         if src is None:
             v = Verdict(UNKNOWN, f"{name} not run yet.")
             verdicts[key] = (v, v)

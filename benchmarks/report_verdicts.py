@@ -3,9 +3,10 @@
 The verdict functions (`*_verdict`) are pure: summaries in, `Verdict` out (`HOLDS`, `FAILS`
 or `UNKNOWN`, with the text that says why). The summaries are made here too:
 `accuracy_summary` from an accuracy benchmark's JSON, `step_rows` from `step_time.py`'s. The
-bars of every issue are here (percentage points unless stated), quoted as such; the verdicts
-of claims 1-4 and of issues 2 and 3 too, those of the revision-2 issue and of issue 12 in
-`benchmarks.report_rev2_verdicts`.
+bars of the issues up to issue 12 are here (percentage points unless stated), quoted as such;
+the verdicts of claims 1-4 and of issues 2 and 3 too, those of the revision-2 issue and of
+issue 12 in `benchmarks.report_rev2_verdicts`. The scale issue's bars and verdicts (depth, full
+data, alignment over training) are in `benchmarks.report_scale_verdicts`.
 """
 
 import dataclasses
