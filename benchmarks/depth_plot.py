@@ -32,39 +32,59 @@ _RESULTS = flags.DEFINE_string(
 )
 
 
-def plot(gaps, seeds, path):
-    """`gaps`: `depth_gaps`' `{rule: {model: points}}`; `seeds`: `{model: {rule: n}}`."""
+ZOOM = 5.0  # points: the right-hand panel shows the rules whose gaps all stay within this
+
+
+def plot(gaps, seeds, path, budget=""):
+    """`gaps`: `depth_gaps`' `{rule: {model: points}}`; `seeds`: `{model: {rule: n}}`;
+    `budget`: what the runs trained on, for the title. Left: every rule; right (when a rule is
+    far behind): the rules within `ZOOM` points of bp."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(6.5, 4.3))
+    rules = ordered(gaps)
+    close = [r for r in rules if all(abs(g) <= ZOOM for g in gaps[r].values())]
+    panels = [(rules, "every rule")] + (
+        [(close, f"zoom: the rules within {ZOOM:.0f} points of bp")]
+        if len(close) < len(rules) else [])
+    fig = Figure(figsize=(6.0 * len(panels), 4.3))
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
-    for i, rule in enumerate(ordered(gaps)):
-        models = sorted(gaps[rule], key=depth_of)
-        xs = [depth_of(m) for m in models]
-        ys = [gaps[rule][m] for m in models]
-        n = sorted({seeds.get(m, {}).get(rule, 0) for m in models})
-        label = f"{rule} ({'/'.join(map(str, n))} seed{'s' if n != [1] else ''})"
-        ax.plot(xs, ys, marker="o", color=f"C{i}", label=label,
-                linestyle="--" if rule == "bp" else "-")
-        for x, y in zip(xs, ys):
-            if rule != "bp":
-                ax.annotate(f"{y:+.1f}", (x, y), textcoords="offset points", xytext=(4, 4),
-                            fontsize="x-small", color=f"C{i}")
-    deepest = depth_of(DEPTH_BAR["models"][-1])
-    ax.plot([deepest], [DEPTH_BAR["max_gap_at_deepest"]], marker="v", color="k", linestyle="",
-            label=f"bar: rec_lra at {depth_label(DEPTH_BAR['models'][-1])} <= "
-                  f"{DEPTH_BAR['max_gap_at_deepest']}")
-    ax.set_xticks([depth_of(m) for m in DEPTH_BAR["models"]])
-    ax.set_xlabel("ResNet depth (CIFAR family, Fashion-MNIST, 12,800 examples, 3 epochs)")
-    ax.set_ylabel("bp minus the rule, final test accuracy (points)")
-    ax.set_title("Gap to backprop against depth (mean over seeds; above 0: below bp)",
-                 fontsize="small")
-    ax.grid(True, alpha=0.3)
-    ax.legend(fontsize="small")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    deepest = DEPTH_BAR["models"][-1]
+    for ax, (shown, title) in zip(axes, panels):
+        for rule in shown:
+            i = rules.index(rule)
+            models = sorted(gaps[rule], key=depth_of)
+            xs = [depth_of(m) for m in models]
+            ys = [gaps[rule][m] for m in models]
+            n = sorted({seeds.get(m, {}).get(rule, 0) for m in models})
+            ax.plot(xs, ys, marker="o", color=f"C{i}", linestyle="--" if rule == "bp" else "-",
+                    label=f"{rule} ({'/'.join(map(str, n))} seed{'s' if n != [1] else ''})")
+            if rule != "bp" and (len(panels) == 1 or rule in close) == (ax is axes[-1]):
+                for x, y in zip(xs, ys):
+                    ax.annotate(f"{y:+.2f}", (x, y), textcoords="offset points",
+                                xytext=(5, 6 - 12 * (i % 2)), fontsize="x-small", color=f"C{i}")
+        ax.plot([depth_of(deepest)], [DEPTH_BAR["max_gap_at_deepest"]], marker="v", color="k",
+                linestyle="", label=f"bar: rec_lra at {depth_label(deepest)} <= "
+                                    f"{DEPTH_BAR['max_gap_at_deepest']}")
+        ax.set_xticks([depth_of(m) for m in DEPTH_BAR["models"]])
+        ax.set_xlabel("ResNet depth (CIFAR family)")
+        ax.margins(x=0.1)
+        ax.set_title(title, fontsize="small")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize="small")
+    axes[0].set_ylabel("bp minus the rule, final test accuracy (points)")
+    fig.suptitle("Gap to backprop against depth on Fashion-MNIST (means over seeds; above 0: "
+                 "below bp)" + (f"\n{budget}" if budget else ""), fontsize="small")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
+
+
+def _budget(budget):
+    if not isinstance(budget, dict):
+        return str(budget or "budget not recorded")
+    return (f"{budget.get('train_examples', '?')} training examples, {budget.get('epochs', '?')} "
+            f"epochs, {budget.get('optimizer', '?')} lr {budget.get('learning_rate', '?')}")
 
 
 def main(argv):
@@ -80,7 +100,8 @@ def main(argv):
              for m, summary in summaries.items()}
     png = os.path.splitext(out)[0] + ".png"
     os.makedirs(os.path.dirname(out) or ".", exist_ok=True)
-    plot(gaps, seeds, png)
+    budgets = sorted({_budget(s.data.get("budget")) for s in sources.values()})
+    plot(gaps, seeds, png, " | ".join(budgets))
     result = {"benchmark": "resnet_depth", **environment(), "gaps": gaps, "seeds": seeds,
               "sources": {m: {"path": s.path, "suite": s.suite, "date": s.data.get("date")}
                           for m, s in sources.items()},
