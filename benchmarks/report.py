@@ -25,6 +25,10 @@ the GPU/TPU presets) and puts it together (`render`, `main`); the rest lives bes
     report_diagnostics.py     claim 4 (alignment) and the diagnostics overhead
     report_rev2.py            "Revision 2: rec-LRA on ResNets"
     report_mixed_precision.py "Mixed precision" (issue 12)
+    report_scale_verdicts.py  the bars and verdicts of the scale issue (depth, full data,
+                              alignment over training) and the summaries they take
+    report_scale.py           "Scale: depth, full data, alignment over training", with
+                              "converges sooner" on the ResNet runs
     report_export.py          export parity
 
 Their public names are re-exported here (`report.step_rows`, `report.HOLDS`, ...).
@@ -51,6 +55,7 @@ from benchmarks.report_common import (
     RULE_ORDER,
     SCRIPTS,
     Source,
+    invocations,
     load_results,
     mean_spread,
     ordered,
@@ -72,6 +77,20 @@ from benchmarks.report_rev2_verdicts import (
     sgd_recipe_verdict,
     step_conditions,
     step_cost_verdict,
+)
+from benchmarks.report_scale import section_scale
+from benchmarks.report_scale_verdicts import (
+    ALIGNED_DEGREES,
+    DEPTH_BAR,
+    FULL_DATA_BAR,
+    RESNET_THRESHOLDS,
+    alignment_rows,
+    depth_conditions,
+    depth_gaps,
+    depth_verdict,
+    full_data_conditions,
+    full_data_verdict,
+    mirror_verdict,
 )
 from benchmarks.report_speed import section_cheaper
 from benchmarks.report_verdicts import (
@@ -117,10 +136,14 @@ __all__ = [
     "bar_conditions", "float16_headroom_verdict", "hyper_parameter_differences",
     "mixed_precision_verdict", "precision_pairs", "rev2_mlp_verdict", "rev2_resnet_verdict",
     "sgd_recipe_verdict", "step_conditions", "step_cost_verdict",
+    # report_scale_verdicts
+    "ALIGNED_DEGREES", "DEPTH_BAR", "FULL_DATA_BAR", "RESNET_THRESHOLDS", "alignment_rows",
+    "depth_conditions", "depth_gaps", "depth_verdict", "full_data_conditions",
+    "full_data_verdict", "mirror_verdict",
     # the sections
     "accuracy_table", "section_alignment", "section_cheaper", "section_converge",
     "section_export", "section_generalise", "section_mixed_precision", "section_mlp_bar",
-    "section_overhead", "section_resnet_bar", "section_rev2",
+    "section_overhead", "section_resnet_bar", "section_rev2", "section_scale",
     # this module
     "CLOUD_PRESETS", "main", "render", "section_cloud", "section_header", "section_summary",
 ]
@@ -147,30 +170,41 @@ def section_header(results, root, results_dir=RESULTS_DIR):
         f"CPUs, no GPU); TensorFlow {v['tensorflow']}, Keras {v['keras']}, Python "
         f"{v['python']}.",
         "",
-        "| benchmark | script | suite | date | machine |",
-        "|---|---|---|---|---|",
+        "| benchmark | script | suite | date | machine | load average in the file (1, 5, 15 min) |",
+        "|---|---|---|---|---|---|",
     ]
+    logs = {}
     for suite, folder in (("full", results_dir), ("quick", os.path.join(results_dir, QUICK))):
         log = _read(os.path.join(folder, "suite_run.json"))
         if log:
+            logs[os.path.abspath(folder)] = log
             states = {}
             for b in log.get("benchmarks", []):
                 states.setdefault(b["status"].split(" ")[0], []).append(b["name"])
+            where = _machine(log.get("machine") or {})
+            loads = ""
+            if log.get("load_before") and log.get("load_after"):
+                loads = (f", load {_load(log['load_before'])} at the start and "
+                         f"{_load(log['load_after'])} at the end")
             lines.insert(-2, f"The {suite} suite (`python -m benchmarks.run --suite={suite}`) "
-                         f"last ran {log.get('date', '?')} and took "
-                         f"{log.get('total_seconds', 0) / 60:.1f} minutes ("
+                         f"last ran {log.get('date', '?')}"
+                         + (f" on {where}{loads}" if where != "n/a" else "")
+                         + (f" and took {log.get('total_seconds', 0) / 60:.1f} minutes ("
+                            if log.get("complete", True) else
+                            f" and had run {log.get('total_seconds', 0) / 60:.1f} minutes when "
+                            "last recorded: still running, or interrupted (")
                          + "; ".join(f"{k}: {', '.join(v)}" for k, v in states.items())
                          + ").\n")
     for name in BENCHMARKS:
+        script = " then ".join(f"`{x}`" for x in invocations(name))
         s = results.get(name)
         if s is None:
-            lines.append(f"| {name} | `{SCRIPTS[name]}` | not run yet | | |")
+            lines.append(f"| {name} | {script} | not run yet | | | |")
             continue
         mach = s.data.get("machine") or {}
-        where = f"{mach.get('cpus', '?')} CPUs, load {_load(mach)}" if mach else "n/a"
         lines.append(
-            f"| {name} | `{SCRIPTS[name]}` | {s.suite} | {s.data.get('date', 'not recorded')} | "
-            f"{where} |")
+            f"| {name} | {script} | {s.suite} | {s.data.get('date', 'not recorded')} | "
+            f"{_machine(mach)} | {_file_load(s, mach, logs)} |")
     return "\n".join(lines)
 
 
@@ -182,9 +216,33 @@ def _read(path):
         return None
 
 
-def _load(machine):
-    la = machine.get("load_average")
-    return "n/a" if not la else f"{la[0]:.1f}"
+def _machine(machine):
+    if not machine:
+        return "n/a"
+    return f"{machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs"
+
+
+def _load(load_average):
+    """`"6.9, 6.1, 5.7"` from a `load_average` list, "n/a" without one."""
+    if not load_average:
+        return "n/a"
+    return ", ".join(f"{x:.1f}" for x in load_average)
+
+
+def _file_load(source, machine, logs):
+    """The load a result file records (when it was written, and after, where recorded), and the
+    load before and after its benchmark in the suite run that wrote it, if one did."""
+    text = _load(machine.get("load_average"))
+    if machine.get("load_average_after"):
+        text += f" (after: {_load(machine['load_average_after'])})"
+    log = logs.get(os.path.dirname(source.path)) or {}
+    date = source.data.get("date")
+    for b in log.get("benchmarks", []):
+        if b.get("name") == source.name and date and b.get("started") and b.get("finished") \
+                and b["started"] <= date <= b["finished"] and b.get("load_before"):
+            text += (f"; suite run: {_load(b['load_before'])} before, "
+                     f"{_load(b.get('load_after'))} after")
+    return text
 
 
 def section_summary(verdicts):
@@ -233,6 +291,7 @@ def render(results_dir=RESULTS_DIR, out="BENCHMARKS.md"):
     bar2, v_bar2 = section_mlp_bar(results, root)
     bar3, v_bar3 = section_resnet_bar(results, root)
     rev2, v_rev2 = section_rev2(results, root, out_dir)
+    scale, v_scale = section_scale(results, root, out_dir)
     mixed, v_mixed = section_mixed_precision(results, root)
     export, v_export = section_export(results, root, out_dir)
     overhead, v_overhead = section_overhead(results, root)
@@ -256,12 +315,25 @@ def render(results_dir=RESULTS_DIR, out="BENCHMARKS.md"):
                 f"{STEP_COST_BAR['max_cpu_ratio']:.2f}", v_rev2["step"]),
                (f"Revision 2: MLP, rec_lra within {REV2_MLP_BAR['rec_lra_gap_to_bp']} of bp",
                 v_rev2["mlp"])]
+    db, fb = DEPTH_BAR, FULL_DATA_BAR
+    reach = " and ".join(f"{100 * t:.0f}%" for t in RESNET_THRESHOLDS)
+    claims += [(f"Scale: ResNet-56, rec_lra within {db['max_gap_at_deepest']} of bp and its gap "
+                f"at most {db['max_gap_growth']} above ResNet-20's", v_scale["depth"]),
+               (f"Scale: full data, the preset's recipe, rec_lra within "
+                f"{fb['rec_lra_gap_to_bp']} of bp", v_scale["full"])]
+    for key, what in (("converge_resnet20", "ResNet-20"), ("converge_full", "full-data ResNet-20")):
+        claims += [(f"Converges sooner on {what} (epochs to {reach})", v_scale[key][0]),
+                   (f"Converges sooner on {what} (wall-clock to {reach})", v_scale[key][1])]
+    claims += [("Alignment over training, ResNet-20: rec_lra's updates are descent directions",
+                v_scale["descent"]),
+               ("Alignment over training, ResNet-20: the mirror brings every rec_lra synapse "
+                f"within {ALIGNED_DEGREES:.0f}°", v_scale["mirror"])]
     claims += [(f"Issue 12: mixed_bfloat16 within {mb['max_gap_to_float32']} of float32, "
                 f"{what}", v_mixed[what]) for what in ("ResNet-20", "MLP")]
     claims += [("Issue 12: float16 headroom", v_mixed["float16"]),
                ("Export parity", v_export), ("Diagnostics overhead < 10%", v_overhead)]
     parts = [section_header(results, root, results_dir), section_summary(claims), gen, conv,
-             cheap, align, bar2, bar3, rev2, mixed, export, overhead, section_cloud()]
+             cheap, align, bar2, bar3, rev2, scale, mixed, export, overhead, section_cloud()]
     return "\n\n".join(parts).rstrip() + "\n"
 
 

@@ -2,10 +2,11 @@
 
 Renders `accuracy_mlp`, `resnet_accuracy` and the MLP sweeps (`mlp_sweep`,
 `mlp_sweep_session1`): final test accuracy per rule against backprop and the published
-figures (claim 1), epochs and seconds to the accuracy thresholds (claim 2), the MLP bar with
-the settings tried (issue 2) and issue 3's ResNet bars (with `step_time`'s ResNet-18 rows),
-which the revision-2 issue superseded (`benchmarks.report_rev2`). Each `section_*` returns its
-Markdown and its verdicts (`benchmarks.report_verdicts`).
+figures (claim 1), epochs and seconds to the accuracy thresholds (claim 2; `reach_table`, which
+the scale section reuses for the ResNet runs), the MLP bar with the settings tried (issue 2)
+and issue 3's ResNet bars (with `step_time`'s ResNet-18 rows), which the revision-2 issue
+superseded (`benchmarks.report_rev2`). Each `section_*` returns its Markdown and its verdicts
+(`benchmarks.report_verdicts`).
 """
 
 from benchmarks.report_common import (
@@ -110,6 +111,29 @@ def section_converge(results, root):
         return "\n".join(lines + [not_run("accuracy_mlp")]), [v, v]
     summary = accuracy_summary(mlp.data)
     thresholds = mlp.data.get("thresholds", [0.85, 0.88])
+    lines += [mlp.label(root), "",
+              "MLP on Fashion-MNIST, the budget of claim 1. Epochs: the first epoch after which "
+              "the 10,000-image test accuracy is at or above the threshold; seconds: the "
+              "trainer's epoch times summed up to that epoch (training steps and the "
+              "validation pass, not the per-epoch test pass). Means over the seeds that "
+              "reached it; \"never\" when no seed did within the budget. The runs were made "
+              "one after another on a shared 2-core machine whose load from other jobs varied, "
+              "so seconds differing by about 10% are within noise; epochs are counted only at "
+              "epoch ends.", "",
+              reach_table(summary, thresholds), "",
+              "Published: the paper states the claim without numbers for these thresholds "
+              f"({PUBLISHED_SOURCE})."]
+    by_epochs, by_seconds = convergence_verdicts(summary, thresholds)
+    lines += ["", by_epochs.render("epochs, rec_lra vs bp"), "",
+              by_seconds.render("wall-clock, rec_lra vs bp"), "",
+              "The same claim on the ResNet runs: \"Converges sooner on the ResNets\" in "
+              "\"Scale: depth, full data, alignment over training\" below."]
+    return "\n".join(lines), [by_epochs, by_seconds]
+
+
+def reach_table(summary, thresholds):
+    """Epochs and seconds to each test-accuracy threshold per rule of an accuracy summary (means
+    over the seeds that reached it, how many did when not all, "never" when none did)."""
     header = ["rule"]
     for t in thresholds:
         header += [f"epochs to {100 * t:.0f}%", f"seconds to {100 * t:.0f}%"]
@@ -124,22 +148,7 @@ def section_converge(results, root):
             note = "" if r["reached"] == r["runs"] else f" ({r['reached']}/{r['runs']} seeds)"
             row += [f"{r['epochs_mean']:.1f}{note}", f"{r['seconds_mean']:.0f}{note}"]
         rows.append(row)
-    lines += [mlp.label(root), "",
-              "MLP on Fashion-MNIST, the budget of claim 1. Epochs: the first epoch after which "
-              "the 10,000-image test accuracy is at or above the threshold; seconds: the "
-              "trainer's epoch times summed up to that epoch (training steps and the "
-              "validation pass, not the per-epoch test pass). Means over the seeds that "
-              "reached it; \"never\" when no seed did within the budget. The runs were made "
-              "one after another on a shared 2-core machine whose load from other jobs varied, "
-              "so seconds differing by about 10% are within noise; epochs are counted only at "
-              "epoch ends.", "",
-              table(header, rows), "",
-              "Published: the paper states the claim without numbers for these thresholds "
-              f"({PUBLISHED_SOURCE})."]
-    by_epochs, by_seconds = convergence_verdicts(summary, thresholds)
-    lines += ["", by_epochs.render("epochs, rec_lra vs bp"), "",
-              by_seconds.render("wall-clock, rec_lra vs bp")]
-    return "\n".join(lines), [by_epochs, by_seconds]
+    return table(header, rows)
 
 
 def section_mlp_bar(results, root):

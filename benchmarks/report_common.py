@@ -4,8 +4,8 @@ It owns the list of benchmarks and the commands that write them, where their JSO
 (`RESULTS_DIR`, the `QUICK` suite's folder) and `load_results`, which reads them into `Source`s
 (a result with its suite, date and machine); the published figures quoted by the report; the
 order of the rules in every table (`RULE_ORDER`, `ordered`); and the Markdown helpers every
-section uses (tables, percentages, mean and spread over seeds, image links, the "not run yet"
-line).
+section uses (tables, percentages, mean and spread over seeds, image links, the commands of a
+benchmark and the "not run yet" line).
 """
 
 import dataclasses
@@ -17,13 +17,26 @@ RESULTS_DIR = os.path.join("benchmarks", "results")
 QUICK = "quick"
 BENCHMARKS = (
     "accuracy_mlp", "mlp_sweep", "mlp_sweep_session1", "resnet_accuracy", "resnet_ablation",
-    "resnet_sgd", "step_time", "chain_length", "alignment", "resnet_accuracy_bf16",
+    "resnet_sgd", "resnet32_accuracy", "resnet56_accuracy", "resnet_full", "step_time",
+    "chain_length", "alignment", "alignment_resnet20", "resnet_accuracy_bf16",
     "accuracy_mlp_bf16", "mixed_precision", "export_bench", "diagnostics_overhead",
 )
-# name -> the script (and its arguments) that writes `<name>.json`; `not_run` turns it into
-# the command to run.
+
+
+def _depth(model):
+    """The two invocations of the depth study at `model` into one file: bp and rec_lra over two
+    seeds, then wm and fa over one (the second keeps the first's runs: it resumes)."""
+    out = f"--out=benchmarks/results/{model}_accuracy.json"
+    return (f"benchmarks/resnet_accuracy.py --model={model} --seeds=0,1 --rules=bp,rec_lra {out}",
+            f"benchmarks/resnet_accuracy.py --model={model} --seeds=0 --rules=wm,fa {out}")
+
+
+# name -> the script (and its arguments) that writes `<name>.json`, or a tuple of such
+# invocations run one after the other into the same file; `not_run` turns it into the commands
+# to run. The full suite (`benchmarks/run.py`) runs these (tests/test_benchmarks_report.py
+# checks that they agree).
 SCRIPTS = {
-    "accuracy_mlp": "benchmarks/accuracy.py",
+    "accuracy_mlp": "benchmarks/accuracy.py --seeds=0,1,2",
     "mlp_sweep": "benchmarks/accuracy.py --sweep",
     "mlp_sweep_session1": "the session-1 sweep script (of record, not in the repository)",
     "resnet_accuracy": "benchmarks/resnet_accuracy.py --seeds=0,1,2",
@@ -34,9 +47,18 @@ SCRIPTS = {
     "resnet_sgd": "benchmarks/resnet_accuracy.py --seeds=0,1 --rules=bp,rec_lra --optimizer=sgd "
                   "--learning_rate=0.05 --weight_decay=5e-4 "
                   "--out=benchmarks/results/resnet_sgd.json",
-    "step_time": "benchmarks/step_time.py",
+    "resnet32_accuracy": _depth("resnet32"),
+    "resnet56_accuracy": _depth("resnet56"),
+    "resnet_depth": "benchmarks/depth_plot.py",  # the plot of the depth study (no benchmark)
+    "resnet_full": "benchmarks/resnet_accuracy.py --train_limit=0 --epochs=5 --optimizer=sgd "
+                   "--learning_rate=0.05 --weight_decay=5e-4 --warmup_epochs=1 --augment "
+                   "--seeds=0,1 --rules=bp,rec_lra --out=benchmarks/results/resnet_full.json",
+    "step_time": "benchmarks/step_time.py --models=resnet18 --jit=off "
+                 "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror --steps=4",
     "chain_length": "benchmarks/chain_length.py",
     "alignment": "benchmarks/alignment.py",
+    "alignment_resnet20": "benchmarks/alignment.py --model=resnet20 --rules=rec_lra,wm,fa "
+                          "--every=10 --out=benchmarks/results/alignment_resnet20.json",
     "resnet_accuracy_bf16": "benchmarks/resnet_accuracy.py --seeds=0 --rules=bp,rec_lra "
                             "--mixed_precision=bfloat16 "
                             "--out=benchmarks/results/resnet_accuracy_bf16.json",
@@ -156,11 +178,25 @@ def png_link(source, root, out_dir, name=None):
     return f"![{os.path.basename(path)}]({os.path.relpath(path, out_dir)})"
 
 
+def invocations(name):
+    """`SCRIPTS[name]` as a list of invocations (`"benchmarks/x.py --flag"` strings)."""
+    scripts = SCRIPTS[name]
+    return [scripts] if isinstance(scripts, str) else list(scripts)
+
+
+def command_lines(name):
+    """The commands that write `<name>.json`: `["python -m benchmarks.x --flag", ...]`."""
+    lines = []
+    for invocation in invocations(name):
+        script, _, args = invocation.partition(" ")
+        module = script.removesuffix(".py").replace("/", ".")
+        lines.append(f"python -m {module}{' ' + args if args else ''}")
+    return lines
+
+
 def not_run(name):
-    """The line a section shows for a benchmark without results: the command that runs it."""
-    script, _, args = SCRIPTS[name].partition(" ")
-    module = script.removesuffix(".py").replace("/", ".")
-    return f"*Not run yet* (`python -m {module}{' ' + args if args else ''}`)."
+    """The line a section shows for a benchmark without results: the commands that run it."""
+    return f"*Not run yet* ({' then '.join(f'`{c}`' for c in command_lines(name))})."
 
 
 def budget_text(budget):

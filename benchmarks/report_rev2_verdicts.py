@@ -17,7 +17,7 @@ before revision 2), `hyper_parameter_differences` (were two rules trained alike?
 `precision_pairs` (each mixed-precision run beside the float32 run of the same rule and seed);
 `step_cost_verdict` takes `report_verdicts.step_rows` and `step_conditions` (a step_time file
 from before revision 2). A bar measured off its stated conditions is "not measured", with what
-was measured in its text.
+was measured in its text (`qualified`, which the scale issue's verdicts use too).
 """
 
 import math
@@ -176,7 +176,7 @@ def precision_pairs(mixed, float32, rules=MIXED_PRECISION_BAR["rules"]):
     return pairs
 
 
-def _qualified(verdict, problems):
+def qualified(verdict, problems):
     """`verdict`, or "not measured" with `verdict`'s text when `problems` keep the result from
     measuring the bar as stated."""
     if not problems or verdict.status == UNKNOWN:
@@ -204,7 +204,7 @@ def rev2_resnet_verdict(summary, problems=(), bar=REV2_RESNET_BAR):
     if v.status == UNKNOWN:
         return v
     text = v.text.rstrip(".") + _beside(summary, "wm") + " (means over seeds)."
-    return _qualified(Verdict(v.status, text), problems)
+    return qualified(Verdict(v.status, text), problems)
 
 
 def rev2_mlp_verdict(summary, problems=(), bar=REV2_MLP_BAR):
@@ -213,7 +213,7 @@ def rev2_mlp_verdict(summary, problems=(), bar=REV2_MLP_BAR):
     v = generalisation_verdict(summary, bar["rec_lra_gap_to_bp"], "MLP")
     if v.status == UNKNOWN:
         return v
-    return _qualified(Verdict(v.status, v.text.rstrip(".") + _beside(summary, "wm") + "."),
+    return qualified(Verdict(v.status, v.text.rstrip(".") + _beside(summary, "wm") + "."),
                       problems)
 
 
@@ -222,7 +222,7 @@ def sgd_recipe_verdict(summary, problems=(), bar=REV2_SGD_BAR):
     reduced budget: rec_lra's mean within 1.5 points of bp's, both trained with the same
     hyper-parameters (`problems`: `bar_conditions` and `hyper_parameter_differences`)."""
     v = generalisation_verdict(summary, bar["rec_lra_gap_to_bp"], "ResNet-20, SGD recipe")
-    return _qualified(v, problems)
+    return qualified(v, problems)
 
 
 def step_cost_verdict(rows, problems=(), bar=STEP_COST_BAR):
@@ -259,7 +259,7 @@ def step_cost_verdict(rows, problems=(), bar=STEP_COST_BAR):
                      f"({rec['step_peak_mb'] / bp['step_peak_mb']:.2f}x)")
     else:
         parts.append("peak memory of the timed steps not recorded")
-    return _qualified(Verdict(HOLDS if ok else FAILS, "; ".join(parts) + "."), problems)
+    return qualified(Verdict(HOLDS if ok else FAILS, "; ".join(parts) + "."), problems)
 
 
 def mixed_precision_verdict(pairs, what, bar=MIXED_PRECISION_BAR, policy="bfloat16"):
@@ -290,7 +290,7 @@ def mixed_precision_verdict(pairs, what, bar=MIXED_PRECISION_BAR, policy="bfloat
         f" (bar: within {bar['max_gap_to_float32']} points).")
     if not statuses:
         return Verdict(UNKNOWN, text + (" " + "; ".join(problems) + "." if problems else ""))
-    return _qualified(Verdict(HOLDS if all(statuses) else FAILS, text), problems)
+    return qualified(Verdict(HOLDS if all(statuses) else FAILS, text), problems)
 
 
 def float16_headroom_verdict(headroom, fmax=FLOAT16_MAX):

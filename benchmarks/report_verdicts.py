@@ -3,9 +3,10 @@
 The verdict functions (`*_verdict`) are pure: summaries in, `Verdict` out (`HOLDS`, `FAILS`
 or `UNKNOWN`, with the text that says why). The summaries are made here too:
 `accuracy_summary` from an accuracy benchmark's JSON, `step_rows` from `step_time.py`'s. The
-bars of every issue are here (percentage points unless stated), quoted as such; the verdicts
-of claims 1-4 and of issues 2 and 3 too, those of the revision-2 issue and of issue 12 in
-`benchmarks.report_rev2_verdicts`.
+bars of the issues up to issue 12 are here (percentage points unless stated), quoted as such;
+the verdicts of claims 1-4 and of issues 2 and 3 too, those of the revision-2 issue and of
+issue 12 in `benchmarks.report_rev2_verdicts`. The scale issue's bars and verdicts (depth, full
+data, alignment over training) are in `benchmarks.report_scale_verdicts`.
 """
 
 import dataclasses
@@ -54,13 +55,14 @@ class Verdict:
         return f"{head}. {self.text}"
 
 
-def accuracy_summary(data):
+def accuracy_summary(data, thresholds=None):
     """`{variant: summary}` (`benchmarks.curves.summarize`'s format) from an accuracy JSON.
 
     Recomputed from the per-run records (`runs`: `variant` or `rule`, `seed`,
     `final_test_accuracy`, per-epoch `epochs`) when the file has them, so every accuracy
     benchmark is summarised alike; otherwise the file's own `summary` (a dict of that format,
-    as in a sweep of record).
+    as in a sweep of record). `thresholds` (test accuracies, fractions) are those of the
+    `reach` entries: by default the file's `thresholds`, else `curves.THRESHOLDS`.
     """
     from benchmarks import curves
 
@@ -71,7 +73,7 @@ def accuracy_summary(data):
             and r.get("final_test_accuracy") is not None and isinstance(r.get("epochs"), list)
             and r["epochs"]]
     if runs:
-        thresholds = data.get("thresholds") or curves.THRESHOLDS
+        thresholds = thresholds or data.get("thresholds") or curves.THRESHOLDS
         return curves.summarize(runs, thresholds)
     if isinstance(data.get("summary"), dict):
         return data["summary"]

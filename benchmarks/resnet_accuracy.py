@@ -298,7 +298,9 @@ def main(argv):
     finally:
         shutil.rmtree(workroot, ignore_errors=True)
     summary = summarize(runs, rules)
-    plot(runs, rules, png, title)
+    # Every rule in the file, not only this invocation's: the depth study runs the script twice
+    # into one file (bp and rec_lra over two seeds, then wm and fa over one).
+    plot(runs, list(dict.fromkeys(rules + [r["rule"] for r in runs])), png, title)
     by = {s["rule"]: s for s in summary}
     print(f"\n{title}")
     print(f"{'rule':20} {'test %':>7} {'min':>6} {'max':>6} {'vs bp':>6} {'s/epoch':>8}  "

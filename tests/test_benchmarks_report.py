@@ -1,6 +1,5 @@
 """benchmarks/report.py on synthetic result JSON: it renders, and its verdicts are right."""
 
-import json
 import os
 import sys
 
@@ -9,6 +8,14 @@ import pytest
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if REPO not in sys.path:  # `benchmarks` is a folder of scripts, not an installed package
     sys.path.insert(0, REPO)
+
+from report_json import (  # noqa: E402
+    ADAM_BUDGET,
+    REV2_CONFIG,
+    resnet_json,
+    table_widths,
+    write,
+)
 
 from benchmarks import report  # noqa: E402
 
@@ -24,12 +31,6 @@ def run_record(variant, seed, curve, seconds=10.0):
         "final_test_accuracy": curve[-1], "final_test_loss": 1.0 - curve[-1],
         "mean_seconds_per_epoch": seconds, "wall_seconds": seconds * len(curve),
     }
-
-
-def write(folder, name, obj):
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, name + ".json"), "w") as f:
-        json.dump(obj, f)
 
 
 def accuracy_json(per_variant, seconds=None):
@@ -143,7 +144,8 @@ def test_report_renders_prefers_full_results_and_marks_missing(tmp_path):
     assert "`benchmarks/results/quick/alignment.json`; quick suite" in text
     assert "| Alignment: rec_lra's updates are descent directions | **holds** |" in text
     # Never run: said so, and no verdict is invented.
-    assert "*Not run yet* (`python -m benchmarks.step_time`)" in text
+    assert "*Not run yet* (`python -m benchmarks.step_time --models=resnet18 --jit=off " \
+           "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror --steps=4`)" in text
     assert "| Cheaper updates: step time rec_lra <= bp | **not measured** |" in text
     assert "### `cifar10_resnet18`" in text and str(report.PUBLISHED["fmnist_rec_lra"]) in text
 
@@ -155,31 +157,8 @@ def test_report_renders_prefers_full_results_and_marks_missing(tmp_path):
 
 # ------------------------------------------------------------------ revision 2 and issue 12
 
-# A trainer config as resnet_accuracy.py records it after revision 2 (`synapse_update` is one
-# of the rule options revision 2 added to the config).
-REV2_CONFIG = {"model": "resnet20", "optimizer": "adam", "learning_rate": 1e-3,
-               "weight_decay": 0.0, "epochs": 3, "batch_size": 128, "train_limit": 12800,
-               "mixed_precision": "off", "beta": None, "synapse_update": None}
-ADAM_BUDGET = {"train_examples": 12800, "epochs": 3, "optimizer": "adam", "learning_rate": 1e-3,
-               "weight_decay": 0.0, "mixed_precision": "off"}
 SGD_BUDGET = dict(ADAM_BUDGET, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4)
 SGD_CONFIG = dict(REV2_CONFIG, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4)
-
-
-def resnet_json(finals, budget=ADAM_BUDGET, config=REV2_CONFIG, changes=None, seeds=None):
-    """resnet_accuracy.py's JSON: `finals` {rule: [final test accuracy per seed]} (seeds 0, 1,
-    ... unless `seeds` gives them); each run's config is `config` with its rule and seed and
-    `changes[rule]`."""
-    runs = []
-    for rule, accs in finals.items():
-        for seed, acc in zip(seeds or range(len(accs)), accs):
-            cfg = dict(config, rule=rule, seed=seed, **(changes or {}).get(rule, {}))
-            runs.append({"rule": rule, "seed": seed, "config": cfg, "final_test_accuracy": acc,
-                         "mean_seconds_per_epoch": 30.0, "epochs": [
-                             {"epoch": 1, "test_accuracy": acc - 0.05, "epoch_seconds": 30.0},
-                             {"epoch": 2, "test_accuracy": acc, "epoch_seconds": 30.0}]})
-    return {"benchmark": "resnet_accuracy", "date": "2030-02-03 04:05:06", "budget": dict(budget),
-            "runs": runs}
 
 
 R20 = {  # rec_lra 84.80 vs bp 85.50 (0.70 below), fa 70.0, dfa 72.0, wm 84.0
@@ -351,23 +330,6 @@ def test_chain_verdict_says_the_default_grows_and_reports_the_skip_variant():
     assert report.chain_verdict(rows, "rec_lra_skip").status == report.FAILS
     assert report.chain_verdict(chain_rows({"bp": [99, 261]}), "rec_lra_skip").status \
         == report.UNKNOWN
-
-
-def table_widths(text):
-    """The number of cells of every row of every Markdown table in `text` (`\\|` is a pipe
-    inside a cell), one set per table."""
-    import re
-
-    widths, current = [], None
-    for line in text.splitlines():
-        if line.startswith("|"):
-            cells = len(re.split(r"(?<!\\)\|", line.strip())) - 2
-            current = current if current is not None else set()
-            current.add(cells)
-        elif current is not None:
-            widths.append(current)
-            current = None
-    return widths + ([current] if current is not None else [])
 
 
 def test_report_renders_the_revision2_and_mixed_precision_sections(tmp_path):
