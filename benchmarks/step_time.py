@@ -49,6 +49,7 @@ RULES = ("bp", "fa", "dfa", "lra", "wm", "rec_lra")
 VARIANT_MODES = {
     "rec_lra_every4": {"mirror_every": 4},
     "rec_lra_nomirror": {"synapse_update": "fixed"},
+    "rec_lra_m32": {"mirror_batch": 32},  # four times the noise images per conv estimate
 }
 MODES = ("forward",) + RULES + tuple(VARIANT_MODES)
 MODELS = {
