@@ -36,11 +36,14 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+from benchmarks import worker_lines
+from benchmarks.worker_lines import mem_available_gb as _mem_available_gb
+from benchmarks.worker_lines import send as _send
 
 RULES = ("bp", "fa", "dfa", "lra", "wm", "rec_lra")
 # rec_lra with one mirror setting changed (`--rules` takes these names too): the mirror every
@@ -56,7 +59,6 @@ MODELS = {
     "resnet18": ("resnet18", "cifar", (32, 32, 3), 10),
     "resnet50": ("resnet50", "imagenet", (224, 224, 3), 1000),
 }
-_PREFIX = "@@step_time "
 
 _MODELS = flags.DEFINE_list("models", list(MODELS), f"Models: {', '.join(MODELS)}.")
 _RULES = flags.DEFINE_list("rules", list(RULES), "Rules to time (forward is always timed).")
@@ -111,11 +113,6 @@ def _reset_peak_rss():
         return True
     except OSError:
         return False
-
-
-def _send(obj):
-    sys.stdout.write(_PREFIX + json.dumps(obj) + "\n")
-    sys.stdout.flush()
 
 
 def run_worker(spec):
@@ -181,42 +178,18 @@ def run_worker(spec):
 # ------------------------------------------------------------------------------------ parent
 
 
-def _mem_available_gb():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024.0**2
-    except OSError:
-        return None
-    return None
-
-
-class Worker:
-    """A worker subprocess and the line protocol to it."""
+class Worker(worker_lines.Worker):
+    """The worker subprocess of one configuration (model, mode, jit setting, batch)."""
 
     def __init__(self, model, mode, jit, batch):
-        self.key = (model, mode, jit)
         self.batch = batch
-        args = [sys.executable, "-m", "benchmarks.step_time",
-                f"--worker={model}:{mode}:{jit}:{batch}", f"--warmup={_WARMUP.value}"]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        self.proc = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        super().__init__(
+            (model, mode, jit),
+            [sys.executable, "-m", "benchmarks.step_time",
+             f"--worker={model}:{mode}:{jit}:{batch}", f"--warmup={_WARMUP.value}"],
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         )
-        self.wall, self.cpu, self.loads = [], [], []
-
-    def receive(self):
-        for line in self.proc.stdout:
-            if line.startswith(_PREFIX):
-                return json.loads(line[len(_PREFIX):])
-        raise RuntimeError(f"Worker {self.key} exited (code {self.proc.wait()}) without answering")
-
-    def command(self, text):
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-        return self.receive()
 
 
 def measure_group(configs, batches, repeats, steps):
