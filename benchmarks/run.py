@@ -39,7 +39,12 @@ SUITE = {
                              []),
 }
 OPTIONAL = {"mlp_sweep": ("benchmarks.accuracy", ["--sweep", "--epochs=3", "--noresume"],
-                          ["--sweep", "--noresume"])}
+                          ["--sweep", "--noresume"]),
+            # Against BioTorch: needs the `peers` extra (`make bench-peers` installs it).
+            "peers": ("benchmarks.peers",
+                      ["--seeds=0", "--epochs=1", "--train_limit=2560", "--timing_rounds=2",
+                       "--timing_steps=2", "--noresume"],
+                      ["--noresume"])}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
