@@ -109,6 +109,12 @@ _INIT = flags.DEFINE_enum(
     "BioTorch's forward initialisation: rlra_tf's scheme (matched) or BioTorch's Xavier.",
 )
 _RETIME = flags.DEFINE_bool("retime", False, "Time the steps again even if the JSON has them.")
+_RLRA_FROM = flags.DEFINE_string(
+    "rlra_from", None,
+    "Take rlra_tf's runs from this resnet_accuracy JSON instead of training them, where a run's "
+    "config equals this benchmark's but for `deterministic` (its batches are then the same "
+    "subset and shuffle seeds, not the bit-identical order).",
+)
 _MIN_FREE = flags.DEFINE_float(
     "min_free_gb", 2.0, "Stop rather than start a timing worker with less memory available."
 )
@@ -117,6 +123,44 @@ _MIN_FREE = flags.DEFINE_float(
 def rlra_config(rule, seed):
     """The ResNet-20 benchmark's config of `rule`, with the deterministic input pipeline."""
     return dataclasses.replace(ra.run_config(rule, seed), deterministic=True)
+
+
+def reused_runs(path, rules, seeds):
+    """The runs of `rules` x `seeds` in the resnet_accuracy JSON at `path` whose config is this
+    benchmark's but for `deterministic`, as rlra_tf records (`source`: the file and its date)."""
+    from trainers import presets
+
+    with open(path) as f:
+        data = json.load(f)
+    out = []
+    for r in data.get("runs", []):
+        if r.get("rule") not in rules or r.get("seed") not in seeds:
+            continue
+        want = rlra_config(r["rule"], r["seed"]).to_json()
+        # A field the run's (older) trainer did not have is at its default there.
+        got = {**presets.Config().to_json(), **r["config"], "deterministic": True}
+        if got != want:
+            differ = sorted(k for k in want if got.get(k) != want[k])
+            print(f"{path}: {r['rule']} seed {r['seed']} differs in {differ}, not reused")
+            continue
+        source = {"file": os.path.abspath(path), "date": data.get("date"),
+                  "deterministic": r["config"].get("deterministic")}
+        out.append(dict(r, library="rlra_tf", source=source,
+                        final_test_loss=r["epochs"][-1]["test_loss"],
+                        key={"config": r["config"], "source": source}))
+    return out
+
+
+def _rlra_source(runs):
+    """Where the rlra_tf runs come from, in words."""
+    files = sorted({(r["source"]["file"], r["source"]["date"]) for r in runs
+                    if r["library"] == "rlra_tf" and r.get("source")})
+    own = sum(1 for r in runs if r["library"] == "rlra_tf" and not r.get("source"))
+    parts = [f"{own} trained here on the batches BioTorch was given"] if own else []
+    parts += [f"taken from the ResNet-20 benchmark's runs in {os.path.relpath(f, peers_lib.ROOT)} "
+              f"({d}: the same subset, budget, seeds and per-epoch shuffle seeds, but tf.data's "
+              "non-deterministic order, so not the bit-identical batches)" for f, d in files]
+    return "; ".join(parts)
 
 
 def _check_flags():
@@ -256,10 +300,18 @@ def main(argv):
             "title": title, "budget": budget, "settings": _settings(python),
             "forward_params": {"rlra_tf": fwd_params},
             "runs": runs, "summary": peers_lib.summaries(runs),
+            "rlra_tf_runs": _rlra_source(runs),
             "png": os.path.relpath(png, peers_lib.ROOT),
         })
         _save(result, out)
 
+    reused = set()  # (rule, seed) of rlra_tf runs taken from --rlra_from
+    if _RLRA_FROM.value and "accuracy" in _PARTS.value:
+        taken = reused_runs(_RLRA_FROM.value, rlra_rules, seeds)
+        reused = {(r["rule"], r["seed"]) for r in taken}
+        runs = [r for r in runs if r["library"] != "rlra_tf"
+                or (r["rule"], r["seed"]) not in reused] + taken
+        print(f"rlra_tf: {len(taken)} runs taken from {_RLRA_FROM.value}", flush=True)
     start = time.time()
     workroot = tempfile.mkdtemp(prefix="peers_")
     try:
@@ -267,6 +319,8 @@ def main(argv):
             arrays = None
             for library, rule in ([("rlra_tf", r) for r in rlra_rules]
                                   + [("biotorch", r) for r in biotorch_rules]):
+                if library == "rlra_tf" and (rule, seed) in reused:
+                    continue
                 if library == "rlra_tf":
                     config = rlra_config(rule, seed)
                     key = {"config": config.to_json(), "rule": peers_lib.rule_config(config)}

@@ -200,6 +200,8 @@ def section_peers(results, root, out_dir):
     for key in ("input", "data", "networks", "init", "optimizer", "biotorch_rules"):
         if settings.get(key):
             lines.append(f"- {key.replace('_', ' ').capitalize()}: {settings[key]}.")
+    if data.get("rlra_tf_runs"):
+        lines.append(f"- rlra_tf's runs: {data['rlra_tf_runs']}.")
     lines.append(f"- Threads: {settings.get('threads', '?')} for both libraries in the "
                  "accuracy runs.")
     if params or bt_params:
