@@ -125,32 +125,6 @@ def rlra_config(rule, seed):
     return dataclasses.replace(ra.run_config(rule, seed), deterministic=True)
 
 
-def reused_runs(path, rules, seeds):
-    """The runs of `rules` x `seeds` in the resnet_accuracy JSON at `path` whose config is this
-    benchmark's but for `deterministic`, as rlra_tf records (`source`: the file and its date)."""
-    from trainers import presets
-
-    with open(path) as f:
-        data = json.load(f)
-    out = []
-    for r in data.get("runs", []):
-        if r.get("rule") not in rules or r.get("seed") not in seeds:
-            continue
-        want = rlra_config(r["rule"], r["seed"]).to_json()
-        # A field the run's (older) trainer did not have is at its default there.
-        got = {**presets.Config().to_json(), **r["config"], "deterministic": True}
-        if got != want:
-            differ = sorted(k for k in want if got.get(k) != want[k])
-            print(f"{path}: {r['rule']} seed {r['seed']} differs in {differ}, not reused")
-            continue
-        source = {"file": os.path.abspath(path), "date": data.get("date"),
-                  "deterministic": r["config"].get("deterministic")}
-        out.append(dict(r, library="rlra_tf", source=source,
-                        final_test_loss=r["epochs"][-1]["test_loss"],
-                        key={"config": r["config"], "source": source}))
-    return out
-
-
 def _rlra_source(runs):
     """Where the rlra_tf runs come from, in words."""
     files = sorted({(r["source"]["file"], r["source"]["date"]) for r in runs
@@ -307,7 +281,7 @@ def main(argv):
 
     reused = set()  # (rule, seed) of rlra_tf runs taken from --rlra_from
     if _RLRA_FROM.value and "accuracy" in _PARTS.value:
-        taken = reused_runs(_RLRA_FROM.value, rlra_rules, seeds)
+        taken = peers_lib.reused_runs(_RLRA_FROM.value, rlra_rules, seeds, rlra_config)
         reused = {(r["rule"], r["seed"]) for r in taken}
         runs = [r for r in runs if r["library"] != "rlra_tf"
                 or (r["rule"], r["seed"]) not in reused] + taken

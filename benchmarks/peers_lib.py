@@ -146,6 +146,36 @@ def rule_config(config):
     return {"name": config.rule, "config": train_lib.make_rule(config).get_config()}
 
 
+def reused_runs(path, rules, seeds, config_of):
+    """rlra_tf records made from the runs of `rules` x `seeds` in a resnet_accuracy JSON.
+
+    A run is taken only if its trainer config equals `config_of(rule, seed)` but for
+    `deterministic` (a field its older trainer did not have counts at its default); its record
+    says where it came from (`source`: file, date, its `deterministic`).
+    """
+    from trainers import presets
+
+    with open(path) as f:
+        data = json.load(f)
+    out = []
+    for r in data.get("runs", []):
+        if r.get("rule") not in rules or r.get("seed") not in seeds:
+            continue
+        want = config_of(r["rule"], r["seed"]).to_json()
+        got = {**presets.Config().to_json(), **r["config"],
+               "deterministic": want["deterministic"]}
+        if got != want:
+            differ = sorted(k for k in want if got.get(k) != want[k])
+            print(f"{path}: {r['rule']} seed {r['seed']} differs in {differ}, not reused")
+            continue
+        source = {"file": os.path.abspath(path), "date": data.get("date"),
+                  "deterministic": r["config"].get("deterministic")}
+        out.append(dict(r, library="rlra_tf", source=source,
+                        final_test_loss=r["epochs"][-1]["test_loss"],
+                        key={"config": r["config"], "source": source}))
+    return out
+
+
 def epoch_arrays(config, ds_info, epoch):
     """The training batches of one epoch as the trainer feeds them, as `(x, y)` arrays."""
     import numpy as np

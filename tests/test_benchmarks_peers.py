@@ -99,6 +99,32 @@ def test_biotorch_gets_the_trainers_batches_in_the_trainers_order(fmnist_dir):
     assert sorted(first[0].sum(axis=(1, 2, 3))) == sorted(second[0].sum(axis=(1, 2, 3)))
 
 
+def test_reused_runs_take_only_the_same_budget(tmp_path):
+    from trainers import presets
+
+    def config_of(rule, seed):
+        return presets.override(presets.get("fmnist_resnet20"), rule=rule, seed=seed,
+                                epochs=3, train_limit=12800, mixed_precision="off",
+                                deterministic=True)
+
+    def record(rule, seed, **changes):
+        config = presets.override(config_of(rule, seed), deterministic=False, **changes)
+        return {"rule": rule, "seed": seed, "config": config.to_json(),
+                "final_test_accuracy": 0.8, "epochs": [{"epoch": 1, "test_accuracy": 0.8,
+                                                        "test_loss": 0.5}]}
+
+    older = record("fa", 0)
+    del older["config"]["mixed_precision"]  # a field an older trainer did not have
+    path = tmp_path / "resnet_accuracy.json"
+    path.write_text(json.dumps({"date": "2030-01-01", "runs": [
+        record("bp", 0), older, record("bp", 1, epochs=2), record("lra", 0),
+        record("bp", 2)]}))
+    runs = peers_lib.reused_runs(str(path), ["bp", "fa"], [0, 1], config_of)
+    assert [(r["rule"], r["seed"]) for r in runs] == [("bp", 0), ("fa", 0)]
+    assert all(r["library"] == "rlra_tf" and r["source"]["deterministic"] is False
+               and r["source"]["date"] == "2030-01-01" for r in runs)
+
+
 FAKE_WORKER = textwrap.dedent("""
     import sys
     from benchmarks.worker_lines import send
