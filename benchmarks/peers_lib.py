@@ -250,19 +250,7 @@ def run_worker(spec_path, lines=None):
         step()
     worker_lines.send({"ready": True, "first_step_seconds": first,
                        "forward_params": parameter_counts(model)["forward"]})
-    for line in lines if lines is not None else sys.stdin:
-        cmd = line.split()
-        if cmd and cmd[0] == "run":
-            wall, cpu = [], []
-            for _ in range(int(cmd[1])):
-                t0, c0 = time.perf_counter(), time.process_time()
-                step()
-                wall.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-            worker_lines.send({"wall": wall, "cpu": cpu, "load_average": os.getloadavg()})
-        elif cmd and cmd[0] == "quit":
-            worker_lines.send({"bye": True})
-            return
+    worker_lines.serve(step, lines)
 
 
 def rlra_worker_command(spec_path):
@@ -292,25 +280,13 @@ def time_steps(entries, threads, rounds, steps, min_free_gb=2.0):
             w.ready = w.receive()
             print(f"  ready {library:8} {rule:8} threads={threads} first step "
                   f"{w.ready['first_step_seconds']:5.1f} s", flush=True)
-        for r in range(rounds):
-            shift = r % len(workers)
-            for w in workers[shift:] + workers[:shift]:
-                out = w.command(f"run {steps}")
-                w.wall += out["wall"]
-                w.cpu += out["cpu"]
-                w.loads.append(out["load_average"][0])
-            print(f"  round {r + 1}/{rounds} done (load {os.getloadavg()[0]:.1f})", flush=True)
+        worker_lines.round_robin(workers, rounds, steps)
         rows = []
         for w in workers:
             w.command("quit")
             w.proc.wait(timeout=120)
             rows.append({
-                "library": w.key[0], "rule": w.key[1], "threads": threads,
-                "median_step_seconds": statistics.median(w.wall),
-                "min_step_seconds": min(w.wall), "mean_step_seconds": statistics.mean(w.wall),
-                "median_cpu_seconds": statistics.median(w.cpu),
-                "mean_cpu_seconds": statistics.mean(w.cpu),
-                "step_seconds": w.wall, "cpu_seconds": w.cpu, "load_average_during": w.loads,
+                "library": w.key[0], "rule": w.key[1], "threads": threads, **w.stats(),
                 "first_step_seconds": w.ready["first_step_seconds"],
                 "forward_params": w.ready.get("forward_params"),
             })

@@ -35,7 +35,7 @@ import os
 import sys
 import time
 
-from benchmarks.worker_lines import send
+from benchmarks.worker_lines import send, serve
 
 # rlra_tf-style rule names -> BioTorch modes.
 MODES = {"bp": "backpropagation", "fa": "fa", "usf": "usf", "frsf": "frsf", "brsf": "brsf",
@@ -257,7 +257,7 @@ def train(spec):
                   "wall_seconds": time.perf_counter() - started}})
 
 
-def time_worker(spec, lines=sys.stdin):
+def time_worker(spec, lines=None):
     """Builds the run's model and optimiser, warms up, then times steps on `run N` lines."""
     set_threads(spec["threads"])
     net, n_params = _model_for(spec)
@@ -269,22 +269,12 @@ def time_worker(spec, lines=sys.stdin):
     for _ in range(spec["warmup"] - 1):
         trainer.step(x, y)
     send({"ready": True, "first_step_seconds": first, "forward_params": n_params})
-    for line in lines:
-        cmd = line.split()
-        if not cmd:
-            continue
-        if cmd[0] == "run":
-            wall, cpu = [], []
-            for _ in range(int(cmd[1])):
-                t0, c0 = time.perf_counter(), time.process_time()
-                loss, _ = trainer.step(x, y)
-                float(loss)  # the step is done when its loss is known (torch is eager anyway)
-                wall.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-            send({"wall": wall, "cpu": cpu, "load_average": os.getloadavg()})
-        elif cmd[0] == "quit":
-            send({"bye": True})
-            return
+
+    def step():
+        loss, _ = trainer.step(x, y)
+        float(loss)  # the step is done when its loss is known (torch is eager anyway)
+
+    serve(step, lines)
 
 
 def main(argv=None):

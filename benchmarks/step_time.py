@@ -154,25 +154,11 @@ def run_worker(spec):
     reset = _reset_peak_rss()
     _send({"ready": True, "first_step_seconds": first, "idle_rss_mb": idle,
            "forward_params": counts["forward"], "feedback_params": counts["feedback"]})
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd:
-            continue
-        if cmd[0] == "run":
-            wall, cpu = [], []
-            for _ in range(int(cmd[1])):
-                t0, c0 = time.perf_counter(), time.process_time()
-                step()
-                wall.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-            _send({"wall": wall, "cpu": cpu, "load_average": os.getloadavg()})
-        elif cmd[0] == "quit":
-            _send({
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                "step_peak_rss_mb": _proc_status_mb("VmHWM") if reset else None,
-                "rss_mb": _proc_status_mb("VmRSS"),
-            })
-            return
+    worker_lines.serve(step, on_quit=lambda: {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "step_peak_rss_mb": _proc_status_mb("VmHWM") if reset else None,
+        "rss_mb": _proc_status_mb("VmRSS"),
+    })
 
 
 # ------------------------------------------------------------------------------------ parent
@@ -208,14 +194,7 @@ def measure_group(configs, batches, repeats, steps):
             print(f"  ready {model:9} {mode:16} jit={jit:3} first step "
                   f"{w.ready['first_step_seconds']:6.1f} s", flush=True)
             workers.append(w)
-        for r in range(repeats):
-            shift = r % len(workers)
-            for w in workers[shift:] + workers[:shift]:
-                out = w.command(f"run {steps}")
-                w.wall += out["wall"]
-                w.cpu += out["cpu"]
-                w.loads.append(out["load_average"][0])
-            print(f"  round {r + 1}/{repeats} done (load {os.getloadavg()[0]:.1f})", flush=True)
+        worker_lines.round_robin(workers, repeats, steps)
         rows = []
         for w in workers:
             mem = w.command("quit")
@@ -230,15 +209,8 @@ def measure_group(configs, batches, repeats, steps):
                 "batch_size": w.batch,
                 "rule": mode,
                 "jit_compile": jit == "on",
-                "median_step_seconds": statistics.median(w.wall),
-                "min_step_seconds": min(w.wall),
-                "median_cpu_seconds": statistics.median(w.cpu),
-                "mean_step_seconds": statistics.mean(w.wall),
-                "mean_cpu_seconds": statistics.mean(w.cpu),
+                **w.stats(),
                 "images_per_second": w.batch / statistics.median(w.wall),
-                "step_seconds": w.wall,
-                "cpu_seconds": w.cpu,
-                "load_average_during": w.loads,
                 "first_step_seconds": w.ready["first_step_seconds"],
                 "idle_rss_mb": w.ready["idle_rss_mb"],
                 "peak_rss_mb": mem["peak_rss_mb"],
