@@ -7,7 +7,15 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= runs/demo
 
-.PHONY: demo test bench bench-full install fmnist lint clean
+# Against BioTorch (benchmarks/peers.py): the benchmark-only extra `peers` (BioTorch, torch
+# 2.14.1 and torchvision, ~6.5 GB) goes into a venv of its own, never into .venv: it brings
+# tensorboard, which would switch the trainer to Keras' TensorBoard callback (BUILD_NOTES.md).
+PEERS_VENV ?= .venv-peers
+PEERS_PY := $(PEERS_VENV)/bin/python
+PEERS_STAMP := $(PEERS_VENV)/.installed-stamp
+PEERS_ARGS ?=
+
+.PHONY: demo test bench bench-full bench-peers install fmnist lint clean
 
 install: $(STAMP)
 
@@ -43,5 +51,17 @@ bench: $(STAMP) fmnist
 bench-full: $(STAMP) fmnist
 	$(PY) -m benchmarks.run --suite=full
 
+$(PEERS_STAMP): pyproject.toml
+	test -x $(PEERS_PY) || $(PYTHON) -m venv $(PEERS_VENV)
+	$(PEERS_PY) -m pip install --upgrade pip
+	$(PEERS_PY) -m pip install -e '.[peers]' --config-settings editable_mode=compat
+	touch $(PEERS_STAMP)
+
+# Trains and times BioTorch's and our ResNet-20 side by side (about 1.5 h on 2 cores), writes
+# benchmarks/results/peers.json and .png, then regenerates BENCHMARKS.md.
+bench-peers: $(STAMP) $(PEERS_STAMP) fmnist
+	$(PY) -m benchmarks.peers --torch_python=$(PEERS_PY) $(PEERS_ARGS)
+	$(PY) -m benchmarks.run --report_only
+
 clean:
-	rm -rf $(VENV) runs build *.egg-info
+	rm -rf $(VENV) $(PEERS_VENV) runs build *.egg-info

@@ -65,6 +65,7 @@ from benchmarks.report_common import (
 from benchmarks.report_diagnostics import section_alignment, section_overhead
 from benchmarks.report_export import section_export
 from benchmarks.report_mixed_precision import section_mixed_precision
+from benchmarks.report_peers import section_peers
 from benchmarks.report_rev2 import section_rev2
 from benchmarks.report_rev2_verdicts import (
     bar_conditions,
@@ -143,7 +144,7 @@ __all__ = [
     # the sections
     "accuracy_table", "section_alignment", "section_cheaper", "section_converge",
     "section_export", "section_generalise", "section_mixed_precision", "section_mlp_bar",
-    "section_overhead", "section_resnet_bar", "section_rev2", "section_scale",
+    "section_overhead", "section_peers", "section_resnet_bar", "section_rev2", "section_scale",
     # this module
     "CLOUD_PRESETS", "main", "render", "section_cloud", "section_header", "section_summary",
 ]
@@ -293,6 +294,7 @@ def render(results_dir=RESULTS_DIR, out="BENCHMARKS.md"):
     rev2, v_rev2 = section_rev2(results, root, out_dir)
     scale, v_scale = section_scale(results, root, out_dir)
     mixed, v_mixed = section_mixed_precision(results, root)
+    peers, v_peers = section_peers(results, root, out_dir)
     export, v_export = section_export(results, root, out_dir)
     overhead, v_overhead = section_overhead(results, root)
     rb, sb, mb = REV2_RESNET_BAR, REV2_SGD_BAR, MIXED_PRECISION_BAR
@@ -330,10 +332,12 @@ def render(results_dir=RESULTS_DIR, out="BENCHMARKS.md"):
                 f"within {ALIGNED_DEGREES:.0f}°", v_scale["mirror"])]
     claims += [(f"Issue 12: mixed_bfloat16 within {mb['max_gap_to_float32']} of float32, "
                 f"{what}", v_mixed[what]) for what in ("ResNet-20", "MLP")]
+    claims += v_peers
     claims += [("Issue 12: float16 headroom", v_mixed["float16"]),
                ("Export parity", v_export), ("Diagnostics overhead < 10%", v_overhead)]
     parts = [section_header(results, root, results_dir), section_summary(claims), gen, conv,
-             cheap, align, bar2, bar3, rev2, scale, mixed, export, overhead, section_cloud()]
+             cheap, align, bar2, bar3, rev2, scale, peers, mixed, export, overhead,
+             section_cloud()]
     return "\n\n".join(parts).rstrip() + "\n"
 
 

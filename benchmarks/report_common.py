@@ -19,7 +19,7 @@ BENCHMARKS = (
     "accuracy_mlp", "mlp_sweep", "mlp_sweep_session1", "resnet_accuracy", "resnet_ablation",
     "resnet_sgd", "resnet32_accuracy", "resnet56_accuracy", "resnet_full", "step_time",
     "chain_length", "alignment", "alignment_resnet20", "resnet_accuracy_bf16",
-    "accuracy_mlp_bf16", "mixed_precision", "export_bench", "diagnostics_overhead",
+    "accuracy_mlp_bf16", "mixed_precision", "export_bench", "diagnostics_overhead", "peers",
 )
 
 
@@ -54,7 +54,8 @@ SCRIPTS = {
                    "--learning_rate=0.05 --weight_decay=5e-4 --warmup_epochs=1 --augment "
                    "--seeds=0,1 --rules=bp,rec_lra --out=benchmarks/results/resnet_full.json",
     "step_time": "benchmarks/step_time.py --models=resnet18 --jit=off "
-                 "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror --steps=4",
+                 "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror,rec_lra_m32 "
+                 "--steps=4",
     "chain_length": "benchmarks/chain_length.py",
     "alignment": "benchmarks/alignment.py",
     "alignment_resnet20": "benchmarks/alignment.py --model=resnet20 --rules=rec_lra,wm,fa "
@@ -66,6 +67,7 @@ SCRIPTS = {
                          "--mixed_precision=bfloat16 "
                          "--out=benchmarks/results/accuracy_mlp_bf16.json",
     "mixed_precision": "benchmarks/mixed_precision.py",
+    "peers": "benchmarks/peers.py",
     "export_bench": "benchmarks/export_bench.py",
     "diagnostics_overhead": "benchmarks/diagnostics_overhead.py",
 }

@@ -92,10 +92,16 @@ SUITE = {
     "step_time": ("benchmarks.step_time",  # quick: ~2.8 (4 workers, ~40 s each)
                   ["--quick", "--rules=bp,rec_lra,rec_lra_nomirror"],
                   ["--models=resnet18", "--jit=off",
-                   "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror", "--steps=4"]),
+                   "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror,rec_lra_m32",
+                   "--steps=4"]),
 }
 OPTIONAL = {"mlp_sweep": ("benchmarks.accuracy", ["--sweep", "--epochs=3", "--noresume"],
-                          ["--sweep", "--noresume"])}
+                          ["--sweep", "--noresume"]),
+            # Against BioTorch: needs the `peers` extra (`make bench-peers` installs it).
+            "peers": ("benchmarks.peers",
+                      ["--seeds=0", "--epochs=1", "--train_limit=2560", "--timing_rounds=2",
+                       "--timing_steps=2", "--noresume"],
+                      ["--noresume"])}
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

@@ -36,11 +36,14 @@ import os
 import platform
 import resource
 import statistics
-import subprocess
 import sys
 import time
 
 from absl import app, flags
+
+from benchmarks import worker_lines
+from benchmarks.worker_lines import mem_available_gb as _mem_available_gb
+from benchmarks.worker_lines import send as _send
 
 RULES = ("bp", "fa", "dfa", "lra", "wm", "rec_lra")
 # rec_lra with one mirror setting changed (`--rules` takes these names too): the mirror every
@@ -57,7 +60,6 @@ MODELS = {
     "resnet18": ("resnet18", "cifar", (32, 32, 3), 10),
     "resnet50": ("resnet50", "imagenet", (224, 224, 3), 1000),
 }
-_PREFIX = "@@step_time "
 
 _MODELS = flags.DEFINE_list("models", list(MODELS), f"Models: {', '.join(MODELS)}.")
 _RULES = flags.DEFINE_list("rules", list(RULES), "Rules to time (forward is always timed).")
@@ -114,11 +116,6 @@ def _reset_peak_rss():
         return False
 
 
-def _send(obj):
-    sys.stdout.write(_PREFIX + json.dumps(obj) + "\n")
-    sys.stdout.flush()
-
-
 def run_worker(spec):
     """One configuration: build, compile, warm up, then time steps on request."""
     import keras
@@ -158,66 +155,28 @@ def run_worker(spec):
     reset = _reset_peak_rss()
     _send({"ready": True, "first_step_seconds": first, "idle_rss_mb": idle,
            "forward_params": counts["forward"], "feedback_params": counts["feedback"]})
-    for line in sys.stdin:
-        cmd = line.split()
-        if not cmd:
-            continue
-        if cmd[0] == "run":
-            wall, cpu = [], []
-            for _ in range(int(cmd[1])):
-                t0, c0 = time.perf_counter(), time.process_time()
-                step()
-                wall.append(time.perf_counter() - t0)
-                cpu.append(time.process_time() - c0)
-            _send({"wall": wall, "cpu": cpu, "load_average": os.getloadavg()})
-        elif cmd[0] == "quit":
-            _send({
-                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
-                "step_peak_rss_mb": _proc_status_mb("VmHWM") if reset else None,
-                "rss_mb": _proc_status_mb("VmRSS"),
-            })
-            return
+    worker_lines.serve(step, on_quit=lambda: {
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+        "step_peak_rss_mb": _proc_status_mb("VmHWM") if reset else None,
+        "rss_mb": _proc_status_mb("VmRSS"),
+    })
 
 
 # ------------------------------------------------------------------------------------ parent
 
 
-def _mem_available_gb():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) / 1024.0**2
-    except OSError:
-        return None
-    return None
-
-
-class Worker:
-    """A worker subprocess and the line protocol to it."""
+class Worker(worker_lines.Worker):
+    """The worker subprocess of one configuration (model, mode, jit setting, batch)."""
 
     def __init__(self, model, mode, jit, batch):
-        self.key = (model, mode, jit)
         self.batch = batch
-        args = [sys.executable, "-m", "benchmarks.step_time",
-                f"--worker={model}:{mode}:{jit}:{batch}", f"--warmup={_WARMUP.value}"]
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        self.proc = subprocess.Popen(
-            args, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
+        super().__init__(
+            (model, mode, jit),
+            [sys.executable, "-m", "benchmarks.step_time",
+             f"--worker={model}:{mode}:{jit}:{batch}", f"--warmup={_WARMUP.value}"],
             cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         )
-        self.wall, self.cpu, self.loads = [], [], []
-
-    def receive(self):
-        for line in self.proc.stdout:
-            if line.startswith(_PREFIX):
-                return json.loads(line[len(_PREFIX):])
-        raise RuntimeError(f"Worker {self.key} exited (code {self.proc.wait()}) without answering")
-
-    def command(self, text):
-        self.proc.stdin.write(text + "\n")
-        self.proc.stdin.flush()
-        return self.receive()
 
 
 def measure_group(configs, batches, repeats, steps):
@@ -236,14 +195,7 @@ def measure_group(configs, batches, repeats, steps):
             print(f"  ready {model:9} {mode:16} jit={jit:3} first step "
                   f"{w.ready['first_step_seconds']:6.1f} s", flush=True)
             workers.append(w)
-        for r in range(repeats):
-            shift = r % len(workers)
-            for w in workers[shift:] + workers[:shift]:
-                out = w.command(f"run {steps}")
-                w.wall += out["wall"]
-                w.cpu += out["cpu"]
-                w.loads.append(out["load_average"][0])
-            print(f"  round {r + 1}/{repeats} done (load {os.getloadavg()[0]:.1f})", flush=True)
+        worker_lines.round_robin(workers, repeats, steps)
         rows = []
         for w in workers:
             mem = w.command("quit")
@@ -258,15 +210,8 @@ def measure_group(configs, batches, repeats, steps):
                 "batch_size": w.batch,
                 "rule": mode,
                 "jit_compile": jit == "on",
-                "median_step_seconds": statistics.median(w.wall),
-                "min_step_seconds": min(w.wall),
-                "median_cpu_seconds": statistics.median(w.cpu),
-                "mean_step_seconds": statistics.mean(w.wall),
-                "mean_cpu_seconds": statistics.mean(w.cpu),
+                **w.stats(),
                 "images_per_second": w.batch / statistics.median(w.wall),
-                "step_seconds": w.wall,
-                "cpu_seconds": w.cpu,
-                "load_average_during": w.loads,
                 "first_step_seconds": w.ready["first_step_seconds"],
                 "idle_rss_mb": w.ready["idle_rss_mb"],
                 "peak_rss_mb": mem["peak_rss_mb"],

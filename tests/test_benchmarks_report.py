@@ -145,7 +145,8 @@ def test_report_renders_prefers_full_results_and_marks_missing(tmp_path):
     assert "| Alignment: rec_lra's updates are descent directions | **holds** |" in text
     # Never run: said so, and no verdict is invented.
     assert "*Not run yet* (`python -m benchmarks.step_time --models=resnet18 --jit=off " \
-           "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror --steps=4`)" in text
+           "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror,rec_lra_m32 " \
+           "--steps=4`)" in text
     assert "| Cheaper updates: step time rec_lra <= bp | **not measured** |" in text
     assert "### `cifar10_resnet18`" in text and str(report.PUBLISHED["fmnist_rec_lra"]) in text
 
