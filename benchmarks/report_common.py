@@ -20,6 +20,7 @@ BENCHMARKS = (
     "resnet_sgd", "resnet32_accuracy", "resnet56_accuracy", "resnet_full", "step_time",
     "chain_length", "alignment", "alignment_resnet20", "resnet_accuracy_bf16",
     "accuracy_mlp_bf16", "mixed_precision", "export_bench", "diagnostics_overhead", "peers",
+    "resnet_sgd_mirror", "resnet_mirror_options",
 )
 
 
@@ -68,6 +69,15 @@ SCRIPTS = {
                          "--out=benchmarks/results/accuracy_mlp_bf16.json",
     "mixed_precision": "benchmarks/mixed_precision.py",
     "peers": "benchmarks/peers.py",
+    "resnet_sgd_mirror": tuple(
+        "benchmarks/resnet_accuracy.py --optimizer=sgd --learning_rate=0.05 --weight_decay=5e-4 "
+        f"{runs} --out=benchmarks/results/resnet_sgd_mirror.json" for runs in (
+            "--seeds=0 --rules=rec_lra-mirror_taps_slow,rec_lra-mirror_taps_warm,"
+            "rec_lra-mirror_taps_warm_m32,rec_lra-beta0.01",
+            "--seeds=0,1 --rules=rec_lra-mirror_taps_warm_m32")),
+    "resnet_mirror_options": "benchmarks/resnet_accuracy.py --seeds=0 "
+                             "--rules=rec_lra-mirror_taps_warm_m32 "
+                             "--out=benchmarks/results/resnet_mirror_options.json",
     "export_bench": "benchmarks/export_bench.py",
     "diagnostics_overhead": "benchmarks/diagnostics_overhead.py",
 }

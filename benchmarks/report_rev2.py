@@ -130,6 +130,66 @@ def _ablation_part(results, root):
     return lines + (["", " ".join(notes)] if notes else [])
 
 
+# Mirror settings tried beyond the default: file -> (its heading, the file with its bp runs).
+MIRROR_SETTINGS = {
+    "resnet_sgd_mirror": ("the preset's SGD recipe", "resnet_sgd"),
+    "resnet_mirror_options": ("Adam", "resnet_accuracy"),
+}
+
+
+def _with_policy(config):
+    """A run config with `mixed_precision` at its default where the run predates the field."""
+    return {"mixed_precision": "off", **config}
+
+
+def _rec_lra_defaults():
+    """RecLRA's default parameters (for runs recorded before a parameter existed)."""
+    from rlra_tf.rules import RecLRA
+
+    return RecLRA().get_config()
+
+
+def _mirror_settings_part(results, root):
+    """Other mirror settings (`resnet_accuracy.py`'s mirror variants) beside bp of the same
+    seeds and hyper-parameters: what was tried where a revision-2 bar is tight."""
+    lines = ["", "### Mirror settings tried beyond the default"]
+    for name, (recipe, ref_name) in MIRROR_SETTINGS.items():
+        src = results.get(name)
+        if src is None:
+            continue
+        ref_runs = [r for r in ((results.get(ref_name) and results[ref_name].data.get("runs"))
+                                or []) if isinstance(r.get("config"), dict)]
+        default = {**_rec_lra_defaults(),
+                   **next((r["config"] for r in ref_runs if run_name(r) == "rec_lra"), {})}
+        rows = []
+        for variant in ordered(run_name(r) for r in src.data.get("runs") or []):
+            runs = [r for r in src.data["runs"] if run_name(r) == variant]
+            config = _with_policy(runs[0].get("config") or {})
+            bp = {r["seed"]: r["final_test_accuracy"] for r in ref_runs if run_name(r) == "bp"
+                  and not config_differences(_with_policy(r["config"]), config,
+                                             HYPER_PARAMETERS)}
+            changed = {k: v for k, v in config.items()
+                       if k not in HYPER_PARAMETERS + ("rule", "seed") and k in default
+                       and default[k] != v
+                       and v is not None}  # None: not given, the rule's default
+            acc = sum(r["final_test_accuracy"] for r in runs) / len(runs)
+            both = [r for r in runs if r["seed"] in bp]
+            gap = (None if not both else sum(r["final_test_accuracy"] - bp[r["seed"]]
+                                             for r in both) / len(both))
+            rows.append((f"`{variant}`", ", ".join(f"{k}={v}" for k, v in changed.items())
+                         or "—", ", ".join(str(s) for s in sorted(r["seed"] for r in runs)),
+                         pct(acc), "—" if gap is None else f"{100 * gap:+.2f}"))
+        lines += ["", f"With {recipe}. {src.label(root)}", "",
+                  table(["variant", "settings changed from the default rec_lra",
+                         "seeds", "test accuracy % (mean)",
+                         f"vs bp of the same seeds in {ref_name}.json (points)"], rows)]
+    if len(lines) == 2:
+        return []
+    return lines + ["", "These are options (`RecLRA(mirror_normalise=..., mirror_warm_start=..., "
+                    "mirror_batch=..., beta=...)`), not the default: the bars above are judged "
+                    "at the default."]
+
+
 def _reference_run(source, ablation, name):
     """`name`'s run in `source` with the seed of the ablation's default and trained with the
     same hyper-parameters, or None."""
@@ -216,7 +276,7 @@ def section_rev2(results, root, out_dir):
         results.get("resnet_sgd"), root, out_dir, "resnet_sgd",
         "ResNet-20 with the preset's SGD recipe", sgd_recipe_verdict, sb,
         extra_problems=hyper_parameter_differences)
-    lines += part
+    lines += part + _mirror_settings_part(results, root)
     part, verdicts["step"] = _step_cost_part(results, root, out_dir)
     lines += part + ["", "### MLP on Fashion-MNIST"]
     mlp = results.get("accuracy_mlp")

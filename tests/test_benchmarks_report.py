@@ -386,6 +386,29 @@ def test_report_renders_the_revision2_and_mixed_precision_sections(tmp_path):
     assert all(len(w) == 1 for w in table_widths(text)), table_widths(text)
 
 
+def test_report_renders_mirror_settings_beside_bp_of_the_same_seeds(tmp_path):
+    results = tmp_path / "benchmarks" / "results"
+    write(str(results), "resnet_sgd", resnet_json({"bp": [0.87, 0.88], "rec_lra": [0.85, 0.86]},
+                                                  SGD_BUDGET, SGD_CONFIG))
+    # Seed 1 only: compared with bp's seed-1 run (88.0), not with bp's mean.
+    m32 = {"mirror_batch": 32, "mirror_normalise": "taps", "mirror_warm_start": True}
+    write(str(results), "resnet_sgd_mirror", resnet_json(
+        {"rec_lra-m32": [0.875], "rec_lra-beta": [0.85]}, SGD_BUDGET, SGD_CONFIG,
+        changes={"rec_lra-m32": m32, "rec_lra-beta": {"beta": 0.01, "mirror_batch": None}},
+        seeds=[1]))
+    # An Adam run has no bp of its hyper-parameters in resnet_sgd: no difference is invented.
+    write(str(results), "resnet_mirror_options", resnet_json(
+        {"rec_lra-m32": [0.85]}, changes={"rec_lra-m32": m32}))
+    text = report.render(str(results), str(tmp_path / "BENCHMARKS.md"))
+
+    assert ("| `rec_lra-m32` | mirror_batch=32, mirror_normalise=taps, mirror_warm_start=True "
+            "| 1 | 87.50 | -0.50 |") in text
+    assert "| `rec_lra-beta` | beta=0.01 | 1 | 85.00 | -3.00 |" in text
+    assert ("| `rec_lra-m32` | mirror_batch=32, mirror_normalise=taps, mirror_warm_start=True "
+            "| 0 | 85.00 | — |") in text
+    assert all(len(w) == 1 for w in table_widths(text)), table_widths(text)
+
+
 def test_report_renders_the_committed_results(tmp_path):
     """The results in the repository, whatever their schema (files from before revision 2
     among them), render without error and the revision-2 bars say what they lack."""
