@@ -101,13 +101,18 @@ def _ablation_part(results, root):
     if ab is None:
         return lines + ["", not_run("resnet_ablation")]
     summary = accuracy_summary(ab.data)
-    settings = (ab.data.get("budget") or {}).get("ablations") or {}
+    configs = {run_name(r): r.get("config") for r in ab.data.get("runs") or []
+               if isinstance(r.get("config"), dict)}
+    default_config = {**_rec_lra_defaults(), **(configs.get("rec_lra") or {})}
+    settings = (ab.data.get("budget") or {}).get("ablations") or {}  # files without configs
     default = final_accuracy(summary, "rec_lra")
     rows = []
     for n in ordered(summary):
         acc = final_accuracy(summary, n)
         rows.append((f"`{n}`", ABLATION.get(n, "see benchmarks/resnet_accuracy.py"),
-                     ", ".join(f"{k}={v}" for k, v in (settings.get(n) or {}).items()) or "—",
+                     settings_changed(configs.get(n), default_config) if n in configs
+                     else ", ".join(f"{k}={v}" for k, v in (settings.get(n) or {}).items())
+                     or "—",
                      pct(acc), "—" if n == "rec_lra" or default is None or acc is None
                      else f"{100 * (acc - default):+.2f}"))
     lines += ["", ab.label(root), "",
@@ -137,16 +142,20 @@ MIRROR_SETTINGS = {
 }
 
 
-def _with_policy(config):
-    """A run config with `mixed_precision` at its default where the run predates the field."""
-    return {"mixed_precision": "off", **config}
-
-
 def _rec_lra_defaults():
     """RecLRA's default parameters (for runs recorded before a parameter existed)."""
     from rlra_tf.rules import RecLRA
 
     return RecLRA().get_config()
+
+
+def settings_changed(config, default):
+    """`"k=v, ..."` of a variant's rule settings that differ from `default` (a rec_lra run's
+    config over `RecLRA`'s defaults), "—" for none; a None value means not given."""
+    changed = {k: v for k, v in (config or {}).items()
+               if k not in HYPER_PARAMETERS + ("rule", "seed") and k in default
+               and default[k] != v and v is not None}
+    return ", ".join(f"{k}={v}" for k, v in changed.items()) or "—"
 
 
 def _mirror_settings_part(results, root):
@@ -164,20 +173,16 @@ def _mirror_settings_part(results, root):
         rows = []
         for variant in ordered(run_name(r) for r in src.data.get("runs") or []):
             runs = [r for r in src.data["runs"] if run_name(r) == variant]
-            config = _with_policy(runs[0].get("config") or {})
+            config = runs[0].get("config") or {}
             bp = {r["seed"]: r["final_test_accuracy"] for r in ref_runs if run_name(r) == "bp"
-                  and not config_differences(_with_policy(r["config"]), config,
+                  and not config_differences(r["config"], config,
                                              HYPER_PARAMETERS)}
-            changed = {k: v for k, v in config.items()
-                       if k not in HYPER_PARAMETERS + ("rule", "seed") and k in default
-                       and default[k] != v
-                       and v is not None}  # None: not given, the rule's default
             acc = sum(r["final_test_accuracy"] for r in runs) / len(runs)
             both = [r for r in runs if r["seed"] in bp]
             gap = (None if not both else sum(r["final_test_accuracy"] - bp[r["seed"]]
                                              for r in both) / len(both))
-            rows.append((f"`{variant}`", ", ".join(f"{k}={v}" for k, v in changed.items())
-                         or "—", ", ".join(str(s) for s in sorted(r["seed"] for r in runs)),
+            rows.append((f"`{variant}`", settings_changed(config, default),
+                         ", ".join(str(s) for s in sorted(r["seed"] for r in runs)),
                          pct(acc), "—" if gap is None else f"{100 * gap:+.2f}"))
         lines += ["", f"With {recipe}. {src.label(root)}", "",
                   table(["variant", "settings changed from the default rec_lra",

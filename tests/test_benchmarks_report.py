@@ -337,7 +337,8 @@ def test_report_renders_the_revision2_and_mixed_precision_sections(tmp_path):
     results = tmp_path / "benchmarks" / "results"
     write(str(results), "resnet_accuracy", resnet_json(R20))
     write(str(results), "resnet_ablation", dict(
-        resnet_json({"rec_lra": [0.85], "rec_lra-no_mirror": [0.40], "rec_lra-first": [0.45]}),
+        resnet_json({"rec_lra": [0.85], "rec_lra-no_mirror": [0.40], "rec_lra-first": [0.45]},
+                    changes={"rec_lra-no_mirror": {"synapse_update": "lra"}}),
         budget=dict(ADAM_BUDGET, ablations={"rec_lra-no_mirror": {"synapse_update": "lra"}})))
     write(str(results), "resnet_sgd", resnet_json({"bp": [0.86, 0.862], "rec_lra": [0.84, 0.842]},
                                                   SGD_BUDGET, SGD_CONFIG))
@@ -384,6 +385,22 @@ def test_report_renders_the_revision2_and_mixed_precision_sections(tmp_path):
     assert "(ResNet-20, the revision-2 issue's bar; issue 3's was 2.0)" in text
     assert "| conv_0 | 3 | 9 | ? | 30 | True |" in text
     assert all(len(w) == 1 for w in table_widths(text)), table_widths(text)
+
+
+def test_config_differences_forgive_only_fields_added_later_at_their_old_value():
+    from benchmarks.report_rev2_verdicts import config_differences
+
+    old = {"learning_rate": 1e-3}  # a run from before the fields existed
+    keys = ("learning_rate", "mixed_precision", "mirror_normalise", "mirror_warm_start", "beta")
+    assert config_differences(old, {"learning_rate": 1e-3, "mixed_precision": "off",
+                                     "mirror_normalise": "positions",
+                                     "mirror_warm_start": None}, keys) == []
+    assert config_differences(old, {"learning_rate": 1e-3, "mixed_precision": "bfloat16",
+                                     "mirror_normalise": "taps", "beta": 0.1}, keys) == [
+        "mixed_precision recorded by one run only", "mirror_normalise recorded by one run only",
+        "beta recorded by one run only"]
+    assert config_differences({"mixed_precision": "off"}, {"mixed_precision": "float16"},
+                              keys) == ["mixed_precision off vs float16"]
 
 
 def test_report_renders_mirror_settings_beside_bp_of_the_same_seeds(tmp_path):
