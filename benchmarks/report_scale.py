@@ -106,9 +106,11 @@ def _depth_part(results, root, out_dir):
 
 
 def _shared_budget(budget):
-    """A depth file's budget as text, without what differs by depth (the model, ablations)."""
+    """A depth file's budget as text, without what differs by depth (the model, ablations);
+    `mixed_precision` at "off" where a file predates the field."""
     if not isinstance(budget, dict):
         return budget_text(budget or "not recorded")
+    budget = {"mixed_precision": "off", **budget}
     return budget_text({k: v for k, v in budget.items() if k not in ("model", "ablations")})
 
 
