@@ -26,6 +26,7 @@ from benchmarks.report_common import (
     table,
 )
 from benchmarks.report_rev2 import rule_table
+from benchmarks.report_rev2_verdicts import ADDED_LATER
 from benchmarks.report_scale_verdicts import (
     ALIGNED_DEGREES,
     DEPTH_BAR,
@@ -110,7 +111,7 @@ def _shared_budget(budget):
     `mixed_precision` at "off" where a file predates the field."""
     if not isinstance(budget, dict):
         return budget_text(budget or "not recorded")
-    budget = {"mixed_precision": "off", **budget}
+    budget = {"mixed_precision": ADDED_LATER["mixed_precision"], **budget}
     return budget_text({k: v for k, v in budget.items() if k not in ("model", "ablations")})
 
 

@@ -99,9 +99,13 @@ class AlignedUnit(keras.layers.Layer):
 
         Returns `(feedback variable, noise shape without the batch axis, estimate)` triples;
         `estimate(noise, normalise)` is the correlation `C` of the noise with the linear response it
-        causes, whose expectation is the synapse's forward kernel.
+        causes, whose expectation is the synapse's forward kernel. Every unit layer
+        (`AlignedDense`, `AlignedConv2D`) defines it; a new unit type must too.
         """
-        raise NotImplementedError
+        raise NotImplementedError(
+            f"{type(self).__name__} does not define mirror_synapses(), which the weight mirror "
+            "(synapse_update='mirror') needs."
+        )
 
     def activation_derivative(self, pre):
         """`phi'(h)` element-wise (for FA and DFA; LRA never needs it)."""
