@@ -4,6 +4,7 @@ import keras
 import tensorflow as tf
 
 from rlra_tf.layers._unit import AlignedUnit, check_positive_int
+from rlra_tf.layers.fused_batch_norm import FusedBatchNormalization
 
 NORMS = (None, "batch", "sync_batch")
 PADDINGS = ("same", "valid")
@@ -57,9 +58,10 @@ class AlignedConv2D(AlignedUnit):
     takes this unit's error back to the block input (`shortcut_feedback_input`). Without a
     projection, a residual passed to `pre_activation` is added as it is (identity shortcut).
 
-    The BatchNorm is an ordinary `keras.layers.BatchNormalization` sub-layer: in training it
-    normalises with the batch statistics and moves its moving statistics; otherwise it uses
-    the moving statistics. Its `gamma`/`beta` are updated from this unit's error through this
+    The BatchNorm is a `keras.layers.BatchNormalization` sub-layer (`FusedBatchNormalization`,
+    which runs TensorFlow's fused kernel in training): in training it normalises with the
+    batch statistics and moves its moving statistics; otherwise it uses the moving
+    statistics. Its `gamma`/`beta` are updated from this unit's error through this
     unit alone (ALGORITHM.md section 3.6).
 
     Args:
@@ -155,7 +157,7 @@ class AlignedConv2D(AlignedUnit):
     def _make_norm(self, name):
         if self.norm is None:
             return None
-        return keras.layers.BatchNormalization(
+        return FusedBatchNormalization(
             momentum=self.norm_momentum,
             epsilon=self.norm_epsilon,
             synchronized=self.norm == "sync_batch",
