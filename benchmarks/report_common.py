@@ -20,7 +20,7 @@ BENCHMARKS = (
     "resnet_sgd", "resnet32_accuracy", "resnet56_accuracy", "resnet_full", "step_time",
     "chain_length", "alignment", "alignment_resnet20", "resnet_accuracy_bf16",
     "accuracy_mlp_bf16", "mixed_precision", "export_bench", "diagnostics_overhead", "peers",
-    "resnet_sgd_mirror", "resnet_mirror_options",
+    "resnet_sgd_mirror", "resnet_mirror_options", "step_time_bn",
 )
 
 
@@ -57,6 +57,9 @@ SCRIPTS = {
     "step_time": "benchmarks/step_time.py --models=resnet18 --jit=off "
                  "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror,rec_lra_m32 "
                  "--steps=4",
+    "step_time_bn": "benchmarks/step_time.py --models=resnet20 --jit=off "
+                    "--rules=bp,fa,rec_lra,bp_keras_bn,fa_keras_bn,rec_lra_keras_bn --steps=4 "
+                    "--out=benchmarks/results/step_time_bn.json",
     "chain_length": "benchmarks/chain_length.py",
     "alignment": "benchmarks/alignment.py",
     "alignment_resnet20": "benchmarks/alignment.py --model=resnet20 --rules=rec_lra,wm,fa "

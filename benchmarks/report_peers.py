@@ -12,6 +12,10 @@ times of both libraries with the ratios ours / theirs, and the bars of the issue
   both at every thread count timed (a loaded machine slows torch's OpenMP threads more than
   TF's pool at 2 threads, so one thread count alone can flatter either side).
 
+Beneath the step times, "Where the time goes" renders `benchmarks/step_time.py`'s
+`step_time_bn.json`: our ResNet-20 step with the conv units' BatchNorm on Keras' op-by-op
+path against TensorFlow's fused kernel (what the library changed to close the step gap).
+
 The verdict functions are pure (summaries or ratio rows in, `Verdict` out). `section_peers`
 takes the report's `results` (`results["peers"]`, a `report_common.Source`, or None).
 """
@@ -160,6 +164,42 @@ def timing_text(data):
     ])
 
 
+BN_NAME = "step_time_bn"
+
+
+def batch_norm_text(results, root):
+    """The subsection on the BatchNorm kernel: step times with Keras' BatchNorm and the fused
+    one, from `step_time_bn.json` (None if it was not run)."""
+    src = (results or {}).get(BN_NAME)
+    if src is None:
+        return None
+    rows = {r["rule"]: r for r in src.data.get("results") or []}
+    out = []
+    for rule in ("bp", "fa", "rec_lra"):
+        fused, keras_bn = rows.get(rule), rows.get(f"{rule}_keras_bn")
+        if fused is None or keras_bn is None:
+            continue
+        out.append((f"`{rule}`", num(1000 * keras_bn["median_step_seconds"], "{:.0f}"),
+                    num(1000 * fused["median_step_seconds"], "{:.0f}"),
+                    num(fused["median_step_seconds"] / keras_bn["median_step_seconds"]),
+                    num(fused["median_cpu_seconds"] / keras_bn["median_cpu_seconds"])))
+    machine = src.data.get("machine") or {}
+    settings = src.data.get("settings") or {}
+    load = machine.get("load_average") or [None]
+    return "\n".join([
+        src.label(root), "",
+        "Keras 3's BatchNormalization computes a training step from separate ops on "
+        "TensorFlow (moments, the normalisation, their gradients op by op); PyTorch runs one "
+        "fused kernel. The conv units' BatchNorm is now `FusedBatchNormalization` "
+        "(TensorFlow's `FusedBatchNormV3` in training, same arithmetic, tested against "
+        "NumPy). Our ResNet-20 step (batch 128, 28x28x1, jit off, "
+        f"{settings.get('repeats', '?')} round-robin rounds of "
+        f"{settings.get('steps_per_round', '?')} steps, one process per setting, load "
+        f"{num(load[0], '{:.1f}')} before) with Keras' BatchNorm and with the fused one:", "",
+        table(["rule", "Keras BN ms (median)", "fused BN ms (median)", "fused / Keras (wall)",
+               "fused / Keras (CPU)"], out)])
+
+
 def _load_line(st, cpus):
     def first(la):
         return "n/a" if not la else f"{la[0]:.1f}"
@@ -234,6 +274,9 @@ def section_peers(results, root, out_dir):
                   timing_text(data)]
         lines += ["", v_all[1][1].render("bp and fa steps"),
                   "", v_all[2][1].render("rec_lra step vs BioTorch's fa step")]
+    bn = batch_norm_text(results, root)
+    if bn:
+        lines += ["", "### Where the time goes: the BatchNorm kernel", "", bn]
     link = png_link(src, root, out_dir)
     if link:
         lines += ["", link]

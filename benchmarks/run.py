@@ -94,6 +94,10 @@ SUITE = {
                   ["--models=resnet18", "--jit=off",
                    "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror,rec_lra_m32",
                    "--steps=4"]),
+    # Our ResNet-20 step with Keras' op-by-op BatchNorm against the fused kernel.
+    "step_time_bn": ("benchmarks.step_time", None,
+                     ["--models=resnet20", "--jit=off", "--rules=bp,fa,rec_lra,bp_keras_bn,"
+                      "fa_keras_bn,rec_lra_keras_bn", "--steps=4"]),
 }
 OPTIONAL = {"mlp_sweep": ("benchmarks.accuracy", ["--sweep", "--epochs=3", "--noresume"],
                           ["--sweep", "--noresume"]),

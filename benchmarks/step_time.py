@@ -23,6 +23,14 @@ worker's resident set is already close to its step peak.)
 Models: ResNet-18 with the CIFAR stem at 32x32x3, batch 128, 10 classes; ResNet-50 with the
 ImageNet stem at 224x224x3, batch `--resnet50_batch` (8: a group's six warm workers must fit
 in memory together), 1000 classes.
+`--models=resnet20`: the Fashion-MNIST ResNet-20 (28x28x1, batch `--resnet18_batch`). Rules
+`bp_keras_bn`, `fa_keras_bn` and `rec_lra_keras_bn` run that rule with the conv units'
+BatchNorm on Keras' op-by-op code path instead of TensorFlow's fused kernel
+(`rlra_tf.layers.FusedBatchNormalization`, the default), to measure what the kernel saves:
+
+    python -m benchmarks.step_time --models=resnet20 --jit=off --steps=4 \
+        --rules=bp,fa,rec_lra,bp_keras_bn,fa_keras_bn,rec_lra_keras_bn \
+        --out=benchmarks/results/step_time_bn.json
 
     python -m benchmarks.step_time            # about 30 minutes on 2 shared cores
     python -m benchmarks.step_time --quick    # ResNet-18, jit off, 2 rounds: ~4 minutes
@@ -54,17 +62,22 @@ VARIANT_MODES = {
     "rec_lra_nomirror": {"synapse_update": "fixed"},
     "rec_lra_m32": {"mirror_batch": 32},  # four times the noise images per conv estimate
 }
-MODES = ("forward",) + RULES + tuple(VARIANT_MODES)
+# A rule with the conv units' BatchNorm on Keras' own op-by-op code path instead of TF's fused
+# kernel (`FusedBatchNormalization`): what the fused kernel saves.
+KERAS_BN_MODES = {f"{rule}_keras_bn": rule for rule in ("bp", "fa", "rec_lra")}
+MODES = ("forward",) + RULES + tuple(VARIANT_MODES) + tuple(KERAS_BN_MODES)
 MODELS = {
     # name: (preset, stem, input shape, classes)
     "resnet18": ("resnet18", "cifar", (32, 32, 3), 10),
+    "resnet20": ("resnet20", "cifar", (28, 28, 1), 10),  # the Fashion-MNIST benchmarks' net
     "resnet50": ("resnet50", "imagenet", (224, 224, 3), 1000),
 }
 
 _MODELS = flags.DEFINE_list("models", list(MODELS), f"Models: {', '.join(MODELS)}.")
 _RULES = flags.DEFINE_list("rules", list(RULES), "Rules to time (forward is always timed).")
 _JIT = flags.DEFINE_list("jit", ["off", "on"], "jit_compile settings: off, on.")
-_RESNET18_BATCH = flags.DEFINE_integer("resnet18_batch", 128, "ResNet-18 batch size.")
+_RESNET18_BATCH = flags.DEFINE_integer(
+    "resnet18_batch", 128, "ResNet-18 (and ResNet-20) batch size.")
 _RESNET50_BATCH = flags.DEFINE_integer(
     "resnet50_batch", 8,
     "ResNet-50 batch size (8: six workers of a group, 2-3 GB each, fit in this machine's memory).",
@@ -127,6 +140,11 @@ def run_worker(spec):
 
     name, mode, jit, batch = spec.split(":")
     batch = int(batch)
+    if mode in KERAS_BN_MODES:
+        from rlra_tf.layers import FusedBatchNormalization
+
+        FusedBatchNormalization._fusable = lambda *args: False  # Keras' path, this process only
+        mode = KERAS_BN_MODES[mode]
     preset, stem, shape, classes = MODELS[name]
     keras.utils.set_random_seed(0)
     model = resnet(preset, input_shape=shape, num_classes=classes, stem=stem)
@@ -353,7 +371,8 @@ def main(argv):
         "benchmarks/results/step_time_quick.json" if _QUICK.value
         else "benchmarks/results/step_time.json"
     )
-    batches = {"resnet18": _RESNET18_BATCH.value, "resnet50": _RESNET50_BATCH.value}
+    batches = {"resnet18": _RESNET18_BATCH.value, "resnet20": _RESNET18_BATCH.value,
+               "resnet50": _RESNET50_BATCH.value}
     modes = ["forward"] + [r for r in MODES[1:] if r in _RULES.value]
     load_before = os.getloadavg()
     start = time.time()

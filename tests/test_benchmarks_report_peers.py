@@ -160,3 +160,24 @@ def test_section_without_results_or_timing(tmp_path):
     text, verdicts = report_peers.section_peers({"peers": src}, str(tmp_path), str(tmp_path))
     assert "*Not timed yet*" in text
     assert [v.status for _, v in verdicts] == [HOLDS, UNKNOWN, UNKNOWN]
+
+
+def test_section_shows_what_the_fused_batch_norm_saves(tmp_path):
+    def row(rule, wall, cpu):
+        return {"rule": rule, "median_step_seconds": wall, "median_cpu_seconds": cpu}
+
+    bn = Source("step_time_bn", {
+        "machine": {"load_average": [1.2, 1.0, 1.0], "cpus": 2},
+        "settings": {"repeats": 4, "steps_per_round": 4},
+        "results": [row("bp", 0.150, 0.290), row("bp_keras_bn", 0.200, 0.400),
+                    row("rec_lra", 0.180, 0.350), row("rec_lra_keras_bn", 0.240, 0.500)],
+    }, str(tmp_path / "step_time_bn.json"), "full")
+    src = Source("peers", peers_json(), str(tmp_path / "peers.json"), "full")
+    text, _ = report_peers.section_peers({"peers": src, "step_time_bn": bn}, str(tmp_path),
+                                         str(tmp_path))
+    assert "### Where the time goes: the BatchNorm kernel" in text
+    assert "| `bp` | 200 | 150 | 0.75 | 0.72 |" in text
+    assert "| `rec_lra` | 240 | 180 | 0.75 | 0.70 |" in text
+    assert "`fa`" not in text.split("BatchNorm kernel")[1]  # not timed: no row
+    text, _ = report_peers.section_peers({"peers": src}, str(tmp_path), str(tmp_path))
+    assert "BatchNorm kernel" not in text

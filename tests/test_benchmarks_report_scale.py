@@ -275,7 +275,7 @@ def test_the_full_suite_runs_what_the_report_names_and_the_quick_suite_less():
         with pytest.raises(ValueError, match="not part of the quick suite"):
             run.commands(name, "quick", "/results")
     full = list(run.SUITE)  # the timing runs come last
-    assert full[-3:] == ["diagnostics_overhead", "mixed_precision", "step_time"]
+    assert full[-4:] == ["diagnostics_overhead", "mixed_precision", "step_time", "step_time_bn"]
     assert full.index("resnet_depth") > full.index("resnet56_accuracy")
     first, second = run.commands("resnet56_accuracy", "full", "/results")
     assert "--noresume" in first and "--noresume" not in second  # the second keeps the first's
