@@ -55,8 +55,8 @@ MODELS = {
 
 
 def rule_config(rule, epochs, every, train_limit, seed, model="mlp"):
-    """The preset with `rule` (the preset's own rec-LRA settings for `rec_lra`; beta 0.1 for
-    `lra`) and the diagnostics on."""
+    """The preset with `rule` (the preset's own rec-LRA settings for `rec_lra`, with the
+    library's default mirror; beta 0.1 for `lra`) and the diagnostics on."""
     from trainers import presets
 
     preset, _, budget = MODELS[model]
@@ -67,6 +67,8 @@ def rule_config(rule, epochs, every, train_limit, seed, model="mlp"):
         changes["train_limit"] = train_limit
     if rule == "lra":
         changes.update(beta=0.1, gamma=1.0)
+    if rule == "rec_lra":  # the library's default mirror, not the SGD preset's
+        changes.update({k: None for k in presets.SGD_MIRROR})
     return presets.override(config, **changes)
 
 

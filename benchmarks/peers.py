@@ -131,7 +131,8 @@ def _rlra_source(runs):
                     if r["library"] == "rlra_tf" and r.get("source")})
     own = sum(1 for r in runs if r["library"] == "rlra_tf" and not r.get("source"))
     parts = [f"{own} trained here on the batches BioTorch was given"] if own else []
-    parts += [f"taken from the ResNet-20 benchmark's runs in {os.path.relpath(f, peers_lib.ROOT)} "
+    parts += [f"taken from the ResNet-20 benchmark's runs in "
+              f"{os.path.relpath(f, peers_lib.ROOT) if os.path.isabs(f) else f} "
               f"({d}: the same subset, budget, seeds and per-epoch shuffle seeds, but tf.data's "
               "non-deterministic order, so not the bit-identical batches)" for f, d in files]
     return "; ".join(parts)

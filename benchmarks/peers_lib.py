@@ -168,12 +168,20 @@ def reused_runs(path, rules, seeds, config_of):
             differ = sorted(k for k in want if got.get(k) != want[k])
             print(f"{path}: {r['rule']} seed {r['seed']} differs in {differ}, not reused")
             continue
-        source = {"file": os.path.abspath(path), "date": data.get("date"),
+        source = {"file": _repo_path(path), "date": data.get("date"),
                   "deterministic": r["config"].get("deterministic")}
         out.append(dict(r, library="rlra_tf", source=source,
                         final_test_loss=r["epochs"][-1]["test_loss"],
                         key={"config": r["config"], "source": source}))
     return out
+
+
+def _repo_path(path):
+    """`path` relative to the repository when inside it (worktrees and clones agree), else
+    absolute."""
+    path = os.path.abspath(path)
+    rel = os.path.relpath(path, ROOT)
+    return path if rel.startswith(os.pardir) else rel
 
 
 def epoch_arrays(config, ds_info, epoch):

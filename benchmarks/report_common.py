@@ -53,7 +53,8 @@ SCRIPTS = {
     "resnet_depth": "benchmarks/depth_plot.py",  # the plot of the depth study (no benchmark)
     "resnet_full": "benchmarks/resnet_accuracy.py --train_limit=0 --epochs=5 --optimizer=sgd "
                    "--learning_rate=0.05 --weight_decay=5e-4 --warmup_epochs=1 --augment "
-                   "--seeds=0,1 --rules=bp,rec_lra --out=benchmarks/results/resnet_full.json",
+                   "--seeds=0,1 --rules=bp,rec_lra,rec_lra-mirror_taps_warm_m32 "
+                   "--out=benchmarks/results/resnet_full.json",
     "step_time": "benchmarks/step_time.py --models=resnet18 --jit=off "
                  "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror,rec_lra_m32 "
                  "--steps=4",

@@ -61,6 +61,7 @@ VARIANTS.update({
     # Per-tap estimates from the first step on (a running mean), then the default rate.
     "rec_lra-mirror_taps_warm": dict(mirror_normalise="taps", mirror_warm_start=True),
     # ... with four times the noise images per conv estimate (less noise in F).
+    # The fmnist_resnet20 preset's own setting (`trainers.presets.SGD_MIRROR`).
     "rec_lra-mirror_taps_warm_m32": dict(mirror_normalise="taps", mirror_warm_start=True,
                                          mirror_batch=32),
     # A ten times smaller target displacement (closer to the derivative).
@@ -133,6 +134,8 @@ def run_config(name, seed):
     )
     if rule in ("rec_lra", "lra"):
         changes.update(beta=_BETA.value, gamma=1.0)
+    if rule == "rec_lra":  # the library's default mirror unless a variant says otherwise
+        changes.update({k: None for k in presets.SGD_MIRROR})
     changes.update(VARIANTS.get(name, {}))
     return presets.override(presets.get(PRESET), **changes)
 

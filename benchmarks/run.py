@@ -69,7 +69,8 @@ SUITE = {
     "resnet_depth": ("benchmarks.depth_plot", None, []),  # the plot of the three depths
     "resnet_full": ("benchmarks.resnet_accuracy", None,
                     ["--train_limit=0", "--epochs=5", *_SGD, "--warmup_epochs=1", "--augment",
-                     "--seeds=0,1", "--rules=bp,rec_lra", "--noresume"]),
+                     "--seeds=0,1", "--rules=bp,rec_lra,rec_lra-mirror_taps_warm_m32",
+                     "--noresume"]),
     "resnet_accuracy_bf16": ("benchmarks.resnet_accuracy", None,
                              ["--seeds=0", "--rules=bp,rec_lra", "--mixed_precision=bfloat16",
                               "--noresume"]),

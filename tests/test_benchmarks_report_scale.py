@@ -119,6 +119,45 @@ def test_full_data_bar_holds_fails_and_needs_the_full_split_and_five_epochs():
     assert v.status == report.HOLDS
 
 
+def test_full_data_bar_is_judged_on_rec_lra_as_the_preset_sets_it():
+    preset = report.FULL_DATA_BAR["preset_rule"]
+    low = [c[:-1] + [0.918] for c in FULL["rec_lra"]]  # the default: 0.80 below bp
+    v = full(dict(FULL, rec_lra=low, **{preset: FULL["rec_lra"]}))
+    assert v.status == report.HOLDS, v.text
+    assert f"rec_lra as the preset sets it (`{preset}`)" in v.text
+    assert "0.30 points below backprop (criterion: no more than 0.5 below)" in v.text
+    assert "default rec_lra" in v.text and "0.80 points below backprop (outside the bar)" \
+        in v.text
+    v = full(dict(FULL, **{preset: low}))  # the preset's setting is the one judged
+    assert v.status == report.FAILS and "0.80 points below" in v.text
+    v = full({"bp": FULL["bp"], preset: [FULL["rec_lra"][0]]})  # one seed of the two
+    assert v.status == report.UNKNOWN and f"{preset} has 1 seed of the 2" in v.text
+
+
+def test_the_preset_trains_rec_lra_with_the_setting_the_full_data_bar_judges():
+    import json
+    import subprocess
+
+    from trainers import presets
+
+    config = presets.get("fmnist_resnet20")
+    assert config.rule == "rec_lra"
+    assert {k: getattr(config, k) for k in presets.SGD_MIRROR} == presets.SGD_MIRROR
+    preset = report.FULL_DATA_BAR["preset_rule"]
+    assert f"--rules=bp,rec_lra,{preset}" in invocations("resnet_full")[0]
+    # resnet_accuracy.py (its own process: it defines absl flags): the variant trains the
+    # preset's setting, its plain rec_lra the library's default mirror.
+    code = ("import json, sys; from absl import flags; flags.FLAGS(['x']); "
+            "from benchmarks import resnet_accuracy as ra; "
+            "print(json.dumps([ra.run_config(n, 0).rule_params() "
+            f"for n in ('rec_lra', {preset!r})]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                         check=True).stdout
+    plain, variant = json.loads(out.strip().splitlines()[-1])
+    assert {k: variant.get(k) for k in presets.SGD_MIRROR} == presets.SGD_MIRROR
+    assert not set(presets.SGD_MIRROR) & set(plain)
+
+
 # rec_lra reaches 80% after epoch 1 and 85% after epoch 2; bp after epochs 2 and 3.
 REACH = {"bp": [[0.78, 0.84, 0.86], [0.79, 0.845, 0.862]],
          "rec_lra": [[0.81, 0.86, 0.87], [0.805, 0.855, 0.868]]}
