@@ -190,9 +190,14 @@ def _mirror_settings_part(results, root):
                          f"vs bp of the same seeds in {ref_name}.json (points)"], rows)]
     if len(lines) == 2:
         return []
+    from trainers.presets import SGD_MIRROR
+
+    preset = ", ".join(f"{k}={v}" for k, v in sorted(SGD_MIRROR.items()))
     return lines + ["", "These are options (`RecLRA(mirror_normalise=..., mirror_warm_start=..., "
-                    "mirror_batch=..., beta=...)`), not the default: the bars above are judged "
-                    "at the default."]
+                    "mirror_batch=..., beta=...)`), not the library's default: the bars above "
+                    f"are judged at the default. The `fmnist_resnet20` preset (SGD) sets {preset} "
+                    "(`trainers.presets.SGD_MIRROR`); the full-data bar under \"Scale\" is "
+                    "judged on that setting."]
 
 
 def _reference_run(source, ablation, name):
