@@ -1,6 +1,6 @@
 """Runs the benchmark suite, then regenerates `BENCHMARKS.md` from the JSON it wrote.
 
-    python -m benchmarks.run --suite=quick     # `make bench`: reduced settings, ~17 min here
+    python -m benchmarks.run --suite=quick     # `make bench`: reduced settings, ~9 min here
     python -m benchmarks.run --suite=full      # `make bench-full`: everything, ~7 hours here
     python -m benchmarks.run --suite=quick --only=alignment,export_bench
 
@@ -11,9 +11,9 @@ mixed-precision accuracy runs), the alignment runs, the chain length and the exp
 the timing runs (diagnostics overhead, mixed-precision step time, step time), so that the
 timings are not taken while other benchmarks of the suite start up. The quick suite runs a
 reduced version of the accuracy, alignment, export, chain-length and timing benchmarks (no
-ablation, depth, full-data or mixed-precision runs): about 17 minutes here, estimated from
-the per-run times of earlier runs on this machine under a load of 5 to 7 (per benchmark in
-the comments of `SUITE`).
+ablation, depth, full-data or mixed-precision runs): 9.3 minutes here on 2026-11-30 (2 shared
+cores, load 1.0 before; `results/quick/suite_run.json`), 16.0 minutes before the conv units'
+BatchNorm ran the fused kernel (per benchmark in the comments of `SUITE`, older).
 
 The quick suite writes to `benchmarks/results/quick/` so it never overwrites the full suite's
 `benchmarks/results/`; `benchmarks/report.py` prefers full results where both exist and says
@@ -52,12 +52,12 @@ def _depth(model):
 # arguments that are a tuple of lists are several invocations into that one file, one after
 # the other. --noresume: a suite run measures again (a script alone resumes an interrupted
 # run). The full suite's commands are report_common.SCRIPTS' (the tests check they agree).
-# Quick-suite minutes, estimated from earlier runs here (load 5-7): in the comments.
+# Quick-suite minutes measured here on 2026-11-30 (load 1-2; suite_run.json): in the comments.
 SUITE = {
-    "accuracy_mlp": ("benchmarks.accuracy",  # quick: ~3.5 (4 variants x ~45 s + start-up)
+    "accuracy_mlp": ("benchmarks.accuracy",  # quick: 3.0 (4 variants)
                      ["--seeds=0", "--epochs=3", "--variants=bp,fa,wm,rec_lra", "--noresume"],
                      ["--seeds=0,1,2", "--noresume"]),
-    "resnet_accuracy": ("benchmarks.resnet_accuracy",  # quick: ~4 (bp ~50 s, the others ~65 s)
+    "resnet_accuracy": ("benchmarks.resnet_accuracy",  # quick: 2.8 (4 rules)
                         ["--epochs=2", "--train_limit=2560", "--rules=bp,rec_lra,wm,fa",
                          "--noresume"],
                         ["--seeds=0,1,2", "--noresume"]),
@@ -77,20 +77,20 @@ SUITE = {
     "accuracy_mlp_bf16": ("benchmarks.accuracy", None,
                           ["--seeds=0", "--variants=bp,rec_lra", "--mixed_precision=bfloat16",
                            "--noresume"]),
-    "alignment": ("benchmarks.alignment",  # quick: ~1.3
+    "alignment": ("benchmarks.alignment",  # quick: 0.6
                   ["--epochs=1", "--train_limit=10000", "--every=25"], []),
-    "alignment_resnet20": ("benchmarks.alignment",  # quick: ~2 (20 steps, 5 probes per rule)
+    "alignment_resnet20": ("benchmarks.alignment",  # quick: 0.9 (20 steps, 5 probes per rule)
                            ["--model=resnet20", "--rules=rec_lra,wm", "--epochs=1",
                             "--train_limit=2560", "--every=5"],
                            ["--model=resnet20", "--rules=rec_lra,wm,fa", "--every=10"]),
-    "chain_length": ("benchmarks.chain_length",  # quick: ~1
+    "chain_length": ("benchmarks.chain_length",  # quick: 0.2
                      ["--models=mlp2,mlp8,resnet8,resnet20"], []),
-    "export_bench": ("benchmarks.export_bench", ["--models=fmnist_mlp"], []),  # quick: ~0.8
+    "export_bench": ("benchmarks.export_bench", ["--models=fmnist_mlp"], []),  # quick: 0.1
     # The timing runs, last.
-    "diagnostics_overhead": ("benchmarks.diagnostics_overhead",  # quick: ~1
+    "diagnostics_overhead": ("benchmarks.diagnostics_overhead",  # quick: 0.9
                              ["--steps=600", "--repeats=2"], []),
     "mixed_precision": ("benchmarks.mixed_precision", None, []),
-    "step_time": ("benchmarks.step_time",  # quick: ~2.8 (4 workers, ~40 s each)
+    "step_time": ("benchmarks.step_time",  # quick: 0.9 (4 workers)
                   ["--quick", "--rules=bp,rec_lra,rec_lra_nomirror"],
                   ["--models=resnet18", "--jit=off",
                    "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror,rec_lra_m32",

@@ -115,3 +115,37 @@ def test_config_round_trip():
     clone = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(layer))
     assert isinstance(clone, FusedBatchNormalization)
     assert (clone.momentum, clone.epsilon) == (0.8, 1e-3)
+
+
+@pytest.mark.parametrize("rule", ["bp", "rec_lra"])
+def test_a_resnet_step_equals_the_step_with_keras_batch_norm(rule, monkeypatch):
+    # The whole step through the conv units' BatchNorms (forward, the rule's local backward
+    # passes, the through-BatchNorm errors, the moving statistics) against Keras' own
+    # BatchNormalization code path on the same model, weights and batch.
+    from rlra_tf.models import resnet
+
+    rng = np.random.RandomState(5)
+    x = rng.rand(8, 12, 12, 1).astype("float32")
+    y = rng.randint(0, 4, 8)
+
+    def step():
+        keras.utils.set_random_seed(0)
+        model = resnet("resnet_tiny", input_shape=(12, 12, 1), num_classes=4)
+        model.compile(optimizer="adam", rule=rule)
+        updates = {v.path: u.numpy() for u, v in model.local_updates(x, y)}
+        moving = {w.path: w.numpy() for w in model.weights if "moving" in w.path}
+        return updates, moving
+
+    fused_updates, fused_moving = step()
+    monkeypatch.setattr(FusedBatchNormalization, "_fusable", lambda *args: False)
+    keras_updates, keras_moving = step()
+    assert fused_updates.keys() == keras_updates.keys() and len(fused_updates) > 10
+    assert any("norm/gamma" in k for k in fused_updates)
+    for k, a in fused_updates.items():
+        b = keras_updates[k]
+        cosine = np.dot(a.ravel(), b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-30)
+        assert cosine > 0.9999, (k, cosine)
+        np.testing.assert_allclose(np.linalg.norm(a), np.linalg.norm(b), rtol=1e-2, err_msg=k)
+    assert len(fused_moving) > 4
+    for k, a in fused_moving.items():
+        np.testing.assert_allclose(a, keras_moving[k], atol=1e-5, err_msg=k)
