@@ -20,7 +20,7 @@ BENCHMARKS = (
     "resnet_sgd", "resnet32_accuracy", "resnet56_accuracy", "resnet_full", "step_time",
     "chain_length", "alignment", "alignment_resnet20", "resnet_accuracy_bf16",
     "accuracy_mlp_bf16", "mixed_precision", "export_bench", "diagnostics_overhead", "peers",
-    "resnet_sgd_mirror", "resnet_mirror_options", "step_time_bn",
+    "resnet_sgd_mirror", "resnet_mirror_options", "step_time_bn", "resnet_accuracy_fused",
 )
 
 
@@ -61,6 +61,10 @@ SCRIPTS = {
     "step_time_bn": "benchmarks/step_time.py --models=resnet20 --jit=off "
                     "--rules=bp,fa,rec_lra,bp_keras_bn,fa_keras_bn,rec_lra_keras_bn --steps=4 "
                     "--out=benchmarks/results/step_time_bn.json",
+    # A one-off check of record (not in the suites): seed 0 of the ResNet-20 benchmark again
+    # after the conv units' BatchNorm moved to the fused kernel.
+    "resnet_accuracy_fused": "benchmarks/resnet_accuracy.py --seeds=0 --rules=bp,rec_lra "
+                             "--noresume --out=benchmarks/results/resnet_accuracy_fused.json",
     "chain_length": "benchmarks/chain_length.py",
     "alignment": "benchmarks/alignment.py",
     "alignment_resnet20": "benchmarks/alignment.py --model=resnet20 --rules=rec_lra,wm,fa "

@@ -20,7 +20,7 @@ The verdict functions are pure (summaries or ratio rows in, `Verdict` out). `sec
 takes the report's `results` (`results["peers"]`, a `report_common.Source`, or None).
 """
 
-from benchmarks.report_common import mean_spread, num, png_link, table
+from benchmarks.report_common import mean_spread, num, pct, png_link, table
 from benchmarks.report_verdicts import FAILS, HOLDS, UNKNOWN, Verdict
 
 NAME = "peers"
@@ -197,7 +197,41 @@ def batch_norm_text(results, root):
         f"{settings.get('steps_per_round', '?')} steps, one process per setting, load "
         f"{num(load[0], '{:.1f}')} before) with Keras' BatchNorm and with the fused one:", "",
         table(["rule", "Keras BN ms (median)", "fused BN ms (median)", "fused / Keras (wall)",
-               "fused / Keras (CPU)"], out)])
+               "fused / Keras (CPU)"], out)] + _fused_accuracy_lines(results, root))
+
+
+FUSED_CHECK = "resnet_accuracy_fused"
+FUSED_NOISE_POINTS = 0.5
+
+
+def _fused_accuracy_lines(results, root):
+    """The seed-0 ResNet-20 runs trained again after the change to the fused kernel, beside
+    the same seed's runs in resnet_accuracy.json (empty if the check was not run)."""
+    after, before = (results or {}).get(FUSED_CHECK), (results or {}).get("resnet_accuracy")
+    if after is None or before is None:
+        return []
+
+    def final(src, rule, seed):
+        return next((r["final_test_accuracy"] for r in src.data.get("runs") or []
+                     if r.get("rule") == rule and r.get("seed") == seed), None)
+
+    rows, diffs = [], []
+    for r in after.data.get("runs") or []:
+        old, new = final(before, r["rule"], r["seed"]), r["final_test_accuracy"]
+        diffs += [] if old is None else [100 * (new - old)]
+        rows.append((f"`{r['rule']}`", r["seed"], pct(old) if old is not None else "—",
+                     pct(new), "—" if old is None else f"{100 * (new - old):+.2f}"))
+    lead = ("Accuracy is unaffected (every difference within "
+            f"{FUSED_NOISE_POINTS} points, about twice rec_lra's spread over seeds)"
+            if diffs and all(abs(d) <= FUSED_NOISE_POINTS for d in diffs)
+            else f"Accuracy moved by more than {FUSED_NOISE_POINTS} points somewhere")
+    return ["", f"{lead}: the ResNet-20 benchmark's runs of one seed trained "
+            f"again with the fused kernel ({after.label(root)}), beside the same seed in "
+            f"`resnet_accuracy.json` ({before.data.get('date', 'date not recorded')}; the "
+            "change landed on 2026-11-30, commit b07c9a9; tf.data's order is not "
+            "bit-identical between runs, so seeds differ by run-to-run noise too):", "",
+            table(["rule", "seed", "resnet_accuracy.json %", "with the fused kernel %",
+                   "difference (points)"], rows)]
 
 
 def _load_line(st, cpus):

@@ -181,3 +181,29 @@ def test_section_shows_what_the_fused_batch_norm_saves(tmp_path):
     assert "`fa`" not in text.split("BatchNorm kernel")[1]  # not timed: no row
     text, _ = report_peers.section_peers({"peers": src}, str(tmp_path), str(tmp_path))
     assert "BatchNorm kernel" not in text
+
+
+def test_the_fused_kernel_accuracy_check_sits_beside_the_same_seed(tmp_path):
+    def runs(**finals):
+        return {"date": "2026-11-30 14:53:24",
+                "runs": [{"rule": r, "seed": 0, "final_test_accuracy": a}
+                         for r, a in finals.items()]}
+
+    bn = Source("step_time_bn", {"results": []}, str(tmp_path / "step_time_bn.json"), "full")
+    before = Source("resnet_accuracy", runs(bp=0.8603, rec_lra=0.8551, fa=0.52),
+                    str(tmp_path / "resnet_accuracy.json"), "full")
+    after = Source("resnet_accuracy_fused", runs(bp=0.8590, rec_lra=0.8570),
+                   str(tmp_path / "resnet_accuracy_fused.json"), "full")
+    text = report_peers.batch_norm_text(
+        {"step_time_bn": bn, "resnet_accuracy": before, "resnet_accuracy_fused": after},
+        str(tmp_path))
+    assert "| `bp` | 0 | 86.03 | 85.90 | -0.13 |" in text
+    assert "| `rec_lra` | 0 | 85.51 | 85.70 | +0.19 |" in text
+    assert "`fa`" not in text  # only what was trained again
+    assert text.count("Accuracy is unaffected (every difference within 0.5 points") == 1
+    moved = Source("resnet_accuracy_fused", runs(bp=0.8503), str(tmp_path / "f.json"), "full")
+    assert "Accuracy moved by more than 0.5 points" in report_peers.batch_norm_text(
+        {"step_time_bn": bn, "resnet_accuracy": before, "resnet_accuracy_fused": moved},
+        str(tmp_path))
+    assert "Accuracy is unaffected" not in report_peers.batch_norm_text(
+        {"step_time_bn": bn, "resnet_accuracy": before}, str(tmp_path))
