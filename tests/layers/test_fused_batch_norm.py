@@ -149,3 +149,12 @@ def test_a_resnet_step_equals_the_step_with_keras_batch_norm(rule, monkeypatch):
     assert len(fused_moving) > 4
     for k, a in fused_moving.items():
         np.testing.assert_allclose(a, keras_moving[k], atol=1e-5, err_msg=k)
+
+
+def test_a_single_value_per_channel_gives_zero_batch_variance():
+    # n = 1 (batch 1, 1x1 map): the kernel's Bessel correction would divide by n - 1 = 0.
+    layer = FusedBatchNormalization(momentum=0.9, epsilon=EPS)
+    y = layer(tf.fill((1, 1, 1, 3), 2.0), training=True)
+    np.testing.assert_allclose(y.numpy(), 0.0)
+    np.testing.assert_allclose(layer.moving_mean.numpy(), 0.2, rtol=1e-6)
+    np.testing.assert_allclose(layer.moving_variance.numpy(), 0.9, rtol=1e-6)  # 0.9 * 1 + 0
