@@ -291,8 +291,7 @@ def time_steps(entries, threads, rounds, steps, min_free_gb=2.0):
         worker_lines.round_robin(workers, rounds, steps)
         rows = []
         for w in workers:
-            w.command("quit")
-            w.proc.wait(timeout=120)
+            w.quit()
             rows.append({
                 "library": w.key[0], "rule": w.key[1], "threads": threads, **w.stats(),
                 "first_step_seconds": w.ready["first_step_seconds"],
@@ -300,10 +299,7 @@ def time_steps(entries, threads, rounds, steps, min_free_gb=2.0):
             })
         return rows
     finally:
-        for w in workers:
-            if w.proc.poll() is None:
-                w.proc.kill()
-                w.proc.wait()
+        worker_lines.kill_remaining(workers)
 
 
 def step_ratios(rows):

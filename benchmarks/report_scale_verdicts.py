@@ -151,7 +151,8 @@ def full_data_conditions(data, bar=FULL_DATA_BAR):
     configs against the preset's recipe on the full split (`bar_conditions`), fewer epochs
     than `bar["min_epochs"]`, and bp and the preset's rec_lra (`bar["preset_rule"]`, or
     `rec_lra` in a file without its runs) not trained alike. A list of reasons."""
-    rec = preset_rule(data, bar)
+    rec = preset_rule({run_name(r) for r in (data or {}).get("runs") or []
+                       if isinstance(r, dict)}, bar)
     problems = bar_conditions(data, ("bp", rec), bar)
     budget = (data or {}).get("budget")
     epochs = budget.get("epochs") if isinstance(budget, dict) else None
@@ -161,10 +162,10 @@ def full_data_conditions(data, bar=FULL_DATA_BAR):
     return problems + hyper_parameter_differences(data, "bp", rec)
 
 
-def preset_rule(data, bar=FULL_DATA_BAR):
-    """The run name of rec_lra as the preset trains it: `bar["preset_rule"]` when `data` has
-    such runs, else `rec_lra` (files from before the preset took that setting)."""
-    names = {run_name(r) for r in (data or {}).get("runs") or [] if isinstance(r, dict)}
+def preset_rule(names, bar=FULL_DATA_BAR):
+    """The run name of rec_lra as the preset trains it: `bar["preset_rule"]` when `names`
+    (the runs' or a summary's) has it, else `rec_lra` (files from before the preset took
+    that setting)."""
     return bar["preset_rule"] if bar.get("preset_rule") in names else "rec_lra"
 
 
@@ -173,7 +174,7 @@ def full_data_verdict(summary, problems=(), bar=FULL_DATA_BAR):
     rec_lra's (`bar["preset_rule"]` where run, else `rec_lra`) mean final test accuracy within
     `bar["rec_lra_gap_to_bp"]` points of bp's (or above it); the library default's result is
     quoted beside it. `problems`: `full_data_conditions`."""
-    rec = bar.get("preset_rule") if bar.get("preset_rule") in summary else "rec_lra"
+    rec = preset_rule(summary, bar)
     what = "ResNet-20, full training split, the preset's recipe"
     if rec == "rec_lra":
         return qualified(generalisation_verdict(summary, bar["rec_lra_gap_to_bp"], what),

@@ -216,8 +216,7 @@ def measure_group(configs, batches, repeats, steps):
         worker_lines.round_robin(workers, repeats, steps)
         rows = []
         for w in workers:
-            mem = w.command("quit")
-            w.proc.wait(timeout=120)
+            mem = w.quit()
             model, mode, jit = w.key
             rows.append({
                 "model": model,
@@ -239,10 +238,7 @@ def measure_group(configs, batches, repeats, steps):
             })
         return rows
     finally:
-        for w in workers:
-            if w.proc.poll() is None:
-                w.proc.kill()
-                w.proc.wait()
+        worker_lines.kill_remaining(workers)
 
 
 def add_ratios(rows):

@@ -60,6 +60,12 @@ class Worker:
         self.proc.stdin.flush()
         return self.receive()
 
+    def quit(self, timeout=120):
+        """Asks the worker to quit; returns its last answer once it has exited."""
+        answer = self.command("quit")
+        self.proc.wait(timeout=timeout)
+        return answer
+
     def stats(self):
         """Median, min and mean wall and CPU seconds of the steps timed, with every step's."""
         return {
@@ -72,6 +78,14 @@ class Worker:
             "cpu_seconds": self.cpu,
             "load_average_during": self.loads,
         }
+
+
+def kill_remaining(workers):
+    """Kills the workers still running (after an error; those that quit are left alone)."""
+    for w in workers:
+        if w.proc.poll() is None:
+            w.proc.kill()
+            w.proc.wait()
 
 
 def round_robin(workers, rounds, steps):
