@@ -5,7 +5,8 @@ import tensorflow as tf
 
 from rlra_tf import distribute
 from rlra_tf import rules as rules_lib
-from rlra_tf.rules.trace import Trace
+from rlra_tf.models.blocks import AlignedBlock
+from rlra_tf.trace import Trace
 
 
 def has_accelerator():
@@ -114,14 +115,44 @@ class AlignedModel(keras.Model):
         return n_fwd, n_fb
 
     def build(self, input_shape):
-        shape = self._preprocessed_shape(tuple(input_shape))
+        input_shape = tuple(input_shape)
+        shape = self._preprocessed_shape(input_shape)
         for block in self.blocks:
+            if not isinstance(block, AlignedBlock):
+                raise ValueError(
+                    f"AlignedModel takes blocks (rlra_tf.models.UnitStack, ResidualStack, ...), "
+                    f"received {block!r} of class {type(block).__name__}: wrap units and "
+                    "transitions in a block, or convert a Keras model with "
+                    "rlra_tf.models.from_keras (docs/MODELS.md)"
+                )
             if not block.built:
                 block.build(shape)
-            shape = block.compute_output_shape(shape)
+            shape = tuple(block.compute_output_shape(shape))
+        self._check_head(shape)
         self.built = True
         if getattr(self, "compiled", False):
             self._build_optimizer()
+
+    def _check_head(self, output_shape):
+        """The last unit must give `num_classes` logits: linear, and that wide."""
+        head = self.blocks[-1].unit_layers[-1]
+        if len(output_shape) != 2 or output_shape[-1] != self.num_classes:
+            raise ValueError(
+                f"The model's output has shape {output_shape}, but num_classes={self.num_classes}"
+                f": its head ({head.name!r}) must give (batch, {self.num_classes}) logits"
+            )
+        if self.blocks[-1].transition_layers_after_output():
+            raise ValueError(
+                f"The head block {self.blocks[-1].name!r} runs transitions after its output "
+                "unit; the logits must be the head unit's own output"
+            )
+        if head.activation is not keras.activations.linear:
+            name = keras.activations.serialize(head.activation)
+            raise ValueError(
+                f"The head unit {head.name!r} has activation={name!r}; it must give logits "
+                "(activation=None): the softmax is part of the loss (and of the exported "
+                "'probabilities' output)"
+            )
 
     def _preprocessed_shape(self, shape):
         if self.flatten_inputs:
@@ -141,6 +172,8 @@ class AlignedModel(keras.Model):
 
     def trace(self, x, training=False, local=False):
         """Forward pass that keeps every unit's input, pre-activation and activity."""
+        if not self.built:
+            self.build(tuple(x.shape))
         z = self.preprocess(x)
         block_traces = []
         for block in self.blocks:
@@ -379,6 +412,47 @@ class AlignedModel(keras.Model):
         x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
         logits = self(x, training=False)
         return self._update_metrics(y, self.one_hot_labels(y), logits)
+
+    # ----------------------------------------------------------------------------- export
+
+    def to_keras(self, name=None):
+        """A plain Keras functional model with this model's forward function (logits out).
+
+        The trained forward weights are copied into standard Keras layers (`Conv2D`, `Dense`,
+        `BatchNormalization`, `Add`, `Activation`, pooling, ...); no error synapse is kept. Use
+        it to go on with Keras' own tooling (`model.export`, serving, fine-tuning with
+        backprop). The input preprocessing (`input_mean`, `input_std`, flattening) is part of it.
+        It computes in float32.
+
+        Example:
+            >>> plain = model.to_keras()
+            >>> plain.predict(x)  # the same logits as model.predict(x)
+        """
+        if not self.built:
+            raise ValueError(f"Model {self.name!r} is not built; call model.build(input_shape)")
+        shape = (self.get_build_config() or {}).get("input_shape")
+        inputs = keras.Input(tuple(shape[1:]), name="images")
+        x = inputs
+        if self.input_mean is not None:
+            x = keras.layers.Normalization(
+                mean=list(self.input_mean), variance=[s * s for s in self.input_std],
+                name="input_normalization")(x)
+        if self.flatten_inputs:
+            x = keras.layers.Flatten(name="input_flatten")(x)
+        used = {"images", "input_normalization", "input_flatten"}
+
+        def namer(block, layer_name):
+            """The layer's own name while unique in the model, else prefixed by its block's."""
+            chosen = layer_name if layer_name not in used else f"{block.name}_{layer_name}"
+            k = 1
+            while chosen in used:
+                chosen, k = f"{block.name}_{layer_name}_{k}", k + 1
+            used.add(chosen)
+            return chosen
+
+        for block in self.blocks:
+            x = block.to_keras(x, namer)
+        return keras.Model(inputs, x, name=name or self.name)
 
     # ----------------------------------------------------------------------------- config
 
