@@ -1,6 +1,7 @@
 """`AlignedModel`: a Keras model whose `fit` trains with a local learning rule."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from rlra_tf import distribute
@@ -153,6 +154,40 @@ class AlignedModel(keras.Model):
                 "(activation=None): the softmax is part of the loss (and of the exported "
                 "'probabilities' output)"
             )
+
+    def _build_from_data(self, x):
+        """Builds an unbuilt model from the example shape of the data passed to fit/evaluate/
+        predict (arrays, tensors, a tf.data.Dataset or a keras.utils.PyDataset)."""
+        if self.built or x is None:
+            return
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+            shape = tuple(spec.shape)
+        elif isinstance(x, keras.utils.PyDataset):
+            first = x[0]
+            shape = tuple(np.shape(first[0] if isinstance(first, (tuple, list)) else first))
+        elif hasattr(x, "shape"):
+            shape = tuple(x.shape)
+        else:
+            return  # Keras builds it from the first batch, as for any subclassed model
+        self.build((None,) + tuple(shape[1:]))
+
+    def fit(self, x=None, *args, **kwargs):
+        self._build_from_data(x)
+        return super().fit(x, *args, **kwargs)
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._build_from_data(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._build_from_data(x)
+        return super().predict(x, *args, **kwargs)
+
+    def train_on_batch(self, x, *args, **kwargs):
+        self._build_from_data(x)
+        return super().train_on_batch(x, *args, **kwargs)
 
     def _preprocessed_shape(self, shape):
         if self.flatten_inputs:
