@@ -449,54 +449,72 @@ def _preprocessing(graph):
         t = out
 
 
-def _unit_layer(spec, skip_classes):
+def _unit_layer(spec, skip_classes, fold):
     layer = spec.layer
+    use_bias = layer.use_bias and not (fold and spec.norm is not None)
     norm = dict(norm_momentum=float(spec.norm.momentum), norm_epsilon=float(spec.norm.epsilon)) \
         if spec.norm is not None else {}
     if _kind(layer) == "Dense":
-        return AlignedDense(layer.units, activation=spec.activation, use_bias=layer.use_bias,
+        return AlignedDense(layer.units, activation=spec.activation, use_bias=use_bias,
                             skip_classes=skip_classes,
                             norm="batch" if spec.norm is not None else None, name=layer.name,
                             **norm)
     projection = {}
     if spec.projection is not None:
-        conv, _ = spec.projection
+        conv, conv_norm = spec.projection
         projection = dict(shortcut="projection", shortcut_strides=tuple(conv.strides),
-                          shortcut_use_bias=conv.use_bias)
+                          shortcut_use_bias=conv.use_bias and not (fold and conv_norm is not None))
     return AlignedConv2D(
         layer.filters, tuple(layer.kernel_size), strides=tuple(layer.strides),
-        padding=layer.padding, use_bias=layer.use_bias,
+        padding=layer.padding, use_bias=use_bias,
         norm="batch" if spec.norm is not None else None, activation=spec.activation,
         skip_classes=skip_classes, name=layer.name, **projection, **norm,
     )
 
 
-def _norm_pairs(prefix, unit_norm, keras_norm):
-    return [(getattr(unit_norm, n), getattr(keras_norm, n))
-            for n in ("gamma", "beta", "moving_mean", "moving_variance")]
+def _copy_norm(unit_norm, keras_norm, folded_bias):
+    """Copies a BatchNorm's weights; a conv bias folded away shifts the moving mean by it
+    (`(x + b) - m` is `x - (m - b)`; in training the batch mean absorbs `b` exactly)."""
+    pairs = []
+    for n in ("gamma", "beta", "moving_mean", "moving_variance"):
+        ours, theirs = getattr(unit_norm, n), getattr(keras_norm, n)
+        value = keras.ops.convert_to_numpy(theirs)
+        if n == "moving_mean" and folded_bias is not None:
+            value = value - keras.ops.convert_to_numpy(folded_bias)
+        ours.assign(value)
+        pairs.append((ours, theirs))
+    return pairs
 
 
 def _copy_weights(unit, spec):
     """Copies the Keras layers' forward weights into `unit`; returns the `(ours, theirs)`."""
     layer = spec.layer
-    pairs = [(unit.kernel, layer.kernel)]
-    if layer.use_bias:
+    pairs, folded = [(unit.kernel, layer.kernel)], None
+    if layer.use_bias and unit.bias is not None:
         pairs.append((unit.bias, layer.bias))
-    if spec.norm is not None:
-        pairs += _norm_pairs("norm", unit.norm_layer, spec.norm)
-    if spec.projection is not None:
-        conv, norm = spec.projection
-        pairs.append((unit.shortcut_kernel, conv.kernel))
-        if conv.use_bias:
-            pairs.append((unit.shortcut_bias, conv.bias))
-        if norm is not None:
-            pairs += _norm_pairs("shortcut_norm", unit.shortcut_norm, norm)
+    elif layer.use_bias:
+        folded = layer.bias
     for ours, theirs in pairs:
         ours.assign(keras.ops.convert_to_numpy(theirs))
+    if spec.norm is not None:
+        pairs += _copy_norm(unit.norm_layer, spec.norm, folded)
+    if spec.projection is not None:
+        conv, norm = spec.projection
+        own = [(unit.shortcut_kernel, conv.kernel)]
+        folded = None
+        if conv.use_bias and unit.shortcut_bias is not None:
+            own.append((unit.shortcut_bias, conv.bias))
+        elif conv.use_bias:
+            folded = conv.bias
+        for ours, theirs in own:
+            ours.assign(keras.ops.convert_to_numpy(theirs))
+        pairs += own
+        if norm is not None:
+            pairs += _copy_norm(unit.shortcut_norm, norm, folded)
     return pairs
 
 
-def from_keras(model, num_classes=None, name=None):
+def from_keras(model, num_classes=None, name=None, fold_batchnorm_bias=False):
     """Converts a Keras `Sequential` or functional classifier into an `AlignedModel`.
 
     The returned model computes the same logits as `model` (before its final softmax, which is
@@ -519,6 +537,10 @@ def from_keras(model, num_classes=None, name=None):
         num_classes: the number of classes, if you want it checked against the model's last
             layer (`None`: that layer's width).
         name: the new model's name (default: the Keras model's).
+        fold_batchnorm_bias: drop the bias of a `Conv2D`/`Dense` that a BatchNormalization
+            follows, shifting the BatchNorm's moving mean by it instead: the same function
+            (in training the batch mean absorbs a bias exactly, so it never learns either)
+            with fewer parameters, as torchvision's and rlra_tf's ResNets have it.
 
     Returns:
         An `AlignedModel`, with `model.conversion` (a `Conversion`: notes, where each layer
@@ -580,7 +602,7 @@ def from_keras(model, num_classes=None, name=None):
     blocks, leading = [], []
 
     def unit_of(spec, block_name):
-        unit = _unit_layer(spec, None if spec is head else classes)
+        unit = _unit_layer(spec, None if spec is head else classes, fold_batchnorm_bias)
         units.append((unit, spec))
         for layer in (spec.layer, spec.norm, spec.act_layer, spec.add,
                       *(spec.projection or ())):

@@ -312,3 +312,19 @@ def test_normalization_is_folded_into_the_input_preprocessing():
     # (x * 2 - 1 - m) / sd = (x - (1 + m) / 2) / (sd / 2)
     np.testing.assert_allclose(converted.input_mean, [0.75, 0.6, 0.55], rtol=1e-6)
     np.testing.assert_allclose(converted.input_std, [1.0, 0.5, 0.25], rtol=1e-6)
+
+
+def test_folding_the_biases_in_front_of_batchnorm_keeps_the_function(converted):
+    original, kept, x, _ = converted["resnet50"]
+    folded = from_keras(original, fold_batchnorm_bias=True)
+    counts = rlra_tf.models.parameter_counts(folded)
+    preset = rlra_tf.models.resnet("resnet50", input_shape=(64, 64, 3), num_classes=10)
+    assert counts["forward"] == rlra_tf.models.parameter_counts(preset)["forward"]
+    biases = sum(int(np.prod(layer.bias.shape)) for layer in original.layers
+                 if isinstance(layer, L.Conv2D))
+    assert rlra_tf.models.parameter_counts(kept)["forward"] == counts["forward"] + biases
+    assert_close_to(np.asarray(folded(x, training=False)), np.asarray(kept(x, training=False)))
+    set_fused(folded, False)
+    set_fused(kept, False)
+    assert_close_to(np.asarray(folded(x, training=True)), np.asarray(kept(x, training=True)))
+    set_fused(kept, True)
