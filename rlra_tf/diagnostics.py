@@ -109,7 +109,7 @@ def probe(model, x, y):
 
     labels = model.one_hot_labels(y)
     kernels = [u.kernel for u in units]
-    biases = [getattr(u, "bias", None) for u in units]
+    biases = [u.bias for u in units]
     with tf.GradientTape() as tape:
         trace = model.trace(x, training=True)
         logits = tf.cast(trace.logits, labels.dtype)
@@ -145,13 +145,10 @@ def probe(model, x, y):
             metrics["error_norm"] = _rms_example_norm(error)
         metrics["bp_norm"] = tf.norm(tf.cast(g_kernel, tf.float32))
         metrics["weight_norm"] = tf.norm(tf.cast(kernel, tf.float32))
-        feedback = getattr(unit, "feedback", None)
-        if feedback is not None and tuple(feedback.shape) == tuple(kernel.shape):
-            metrics["feedback_angle"] = angle_degrees(feedback, kernel)
-        if getattr(unit, "shortcut_feedback", None) is not None:
-            metrics["shortcut_feedback_angle"] = angle_degrees(
-                unit.shortcut_feedback, unit.shortcut_kernel
-            )
+        synapses = unit.feedback_pairs  # F first, then a projection's synapse
+        metrics["feedback_angle"] = angle_degrees(*synapses[0])
+        if len(synapses) > 1:
+            metrics["shortcut_feedback_angle"] = angle_degrees(*synapses[1])
         out[name] = {k: metrics[k] for k in UNIT_METRICS if k in metrics}
 
     for v, s in zip(state, saved):  # after the forward passes: automatic control dependencies

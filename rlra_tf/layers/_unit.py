@@ -61,6 +61,8 @@ class AlignedUnit(keras.layers.Layer):
     `feedback_pairs`, `shortcut_feedback_pairs`, `has_projection`, `forward_weight_pairs`.
     """
 
+    bias = None  # a unit type with a bias sets it in build
+
     def __init__(
         self,
         activation=None,

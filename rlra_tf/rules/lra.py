@@ -32,8 +32,9 @@ def activation_difference(activation, h, shift, z=None):
     if name == "linear":
         return tf.broadcast_to(shift, tf.shape(h))
     if name == "relu" and activation is keras.activations.relu:
-        below = h - shift  # only its sign, or a value far from h, is used
-        return tf.where(h > 0, tf.where(below > 0, shift, h), tf.where(below > 0, -below, 0.0))
+        # h > 0: the shift, or all of h once the shift passes it; h <= 0: what the shift takes
+        # below -|h| (then |shift| > |h|: no digits lost), else nothing.
+        return tf.where(h > 0, tf.minimum(shift, h), tf.minimum(shift - h, 0.0))
     z = activation(h) if z is None else z
     return z - activation(h - shift)
 
