@@ -97,7 +97,8 @@ def not_measured():
     return "\n".join(lines)
 
 
-def _suite_line(suite, log):
+def suite_line(suite, log):
+    """What a suite run's record (`suite_run.json`) says: when, where, how long, what ran."""
     states = {}
     for b in log["benchmarks"]:
         states.setdefault(b["status"].split(" ")[0], []).append(b["name"])
@@ -131,7 +132,15 @@ def sources(results):
     machine and load."""
     lines = ["## Sources: the result files, their commands, dates and machines", ""]
     for suite, log in results.suite_runs.items():
-        lines += [_suite_line(suite, log), ""]
+        lines += [suite_line(suite, log), ""]
+    return "\n".join(lines + [table(["benchmark", "command", "suite", "date", "machine",
+                                     "load average in the file (1, 5, 15 min)"],
+                                    source_rows(results))])
+
+
+def source_rows(results):
+    """Per registered benchmark: its commands, and its file's suite, date, machine and load
+    (with the load around it in the suite run that wrote it), or "not run yet"."""
     rows = []
     for b in registry.BENCHMARKS:
         src = results.get(b.name)
@@ -142,5 +151,4 @@ def sources(results):
             continue
         rows.append((b.name, commands, src.suite, src.date or "not recorded",
                      machine_text(src.machine), _file_load(src, results.suite_runs.get(suite))))
-    return "\n".join(lines + [table(["benchmark", "command", "suite", "date", "machine",
-                                     "load average in the file (1, 5, 15 min)"], rows)])
+    return rows
