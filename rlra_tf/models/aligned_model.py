@@ -58,7 +58,10 @@ def _checked(value, good, message):
     """
 
     def fail():
-        with tf.control_dependencies([tf.debugging.Assert(False, [message()])]):
+        text = message()
+        if tf.executing_eagerly():  # the sentence itself, as the graph's assertion gives it
+            raise tf.errors.InvalidArgumentError(None, None, text.numpy().decode())
+        with tf.control_dependencies([tf.debugging.Assert(False, [text])]):
             return tf.identity(value)
 
     return tf.cond(good, lambda: tf.identity(value), fail)
@@ -306,6 +309,14 @@ class AlignedModel(keras.Model):
         self._check_label_values = not (self.jit_compile or _on_tpu(strategy))
         if self.built:
             self._build_optimizer()
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`; a `tf.data.Dataset` (as `rlra_tf.data.load` returns) is taken as
+        it is, shuffled or not by its own pipeline, without Keras' warning that
+        `shuffle=True` (its default) does not apply to it."""
+        if isinstance(x, tf.data.Dataset) and "shuffle" not in kwargs and len(args) < 7:
+            kwargs["shuffle"] = False
+        return super().fit(x, y, *args, **kwargs)
 
     def _build_optimizer(self):
         """Build the optimiser for the trainable weights *and* the error synapses.

@@ -20,7 +20,7 @@ from absl import flags
 
 import rlra_tf  # noqa: F401  (registers the layers and models for loading)
 from rlra_tf import data, distribute
-from trainers import evaluate_lib, presets, train, train_lib
+from trainers import builders, errors, evaluate_lib, presets, train, train_lib
 
 # tiny_mlp: 64 training examples in batches of 8 (8 steps per epoch), 32 validation/test ones.
 TINY_STEPS = 8
@@ -190,7 +190,7 @@ def test_mixed_precision_trains_records_and_restores_the_policy(tmp_path, mock_f
     model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
     assert {u.compute_dtype for u in model.unit_layers} == {"bfloat16"}
     assert {w.dtype for w in model.weights} == {"float32"}
-    assert train_lib.policy_name("auto") == "float32"  # this machine has no GPU or TPU
+    assert builders.policy_name("auto") == "float32"  # this machine has no GPU or TPU
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,14 +246,17 @@ def test_labels_outside_the_classes_are_refused(tmp_path, mock_fmnist, monkeypat
     relabel(monkeypatch, 10)  # mock labels are 0..9, now 10..19
     config = presets.override(presets.get("tiny_mlp"), data_dir=mock_fmnist)
     workdir = tmp_path / "run"
-    with pytest.raises(train_lib.TrainerError) as excinfo:
+    with pytest.raises(errors.TrainerError) as excinfo:
         train_lib.train_and_evaluate(config, workdir, verbose=0)
     assert excinfo.value.exit_code == 2
     message = str(excinfo.value)
-    # The first training batch (8 examples), checked before anything is written.
+    # The first training batch (8 examples), checked before anything is written, by the
+    # model's own check: the first label out of range is named.
     _, y = next(iter(data.load("fashion_mnist", "train", 8, shuffle=False, data_dir=mock_fmnist)))
-    bad = sorted(set(y.numpy().tolist()))
-    assert "must be in [0, 10)" in message and f"received labels {bad}" in message
+    assert message == (
+        f"Bad labels in the data: Received a label value of {int(y[0])} (train data) which is "
+        "outside the valid range [0, 10) of this model (num_classes=10) (the model has as "
+        "many outputs as the dataset has classes), in the first training batch")
     assert not os.path.exists(workdir)
 
 
@@ -261,11 +264,13 @@ def test_bad_labels_met_during_training_are_refused(tmp_path, mock_fmnist, monke
     # The first batch (the pre-flight check) is fine; the shuffled training batches are not.
     relabel(monkeypatch, -10, train_pipeline_only=True)
     config = presets.override(presets.get("tiny_mlp"), data_dir=mock_fmnist)
-    with pytest.raises(train_lib.TrainerError) as excinfo:
+    with pytest.raises(errors.TrainerError) as excinfo:
         train_lib.train_and_evaluate(config, tmp_path / "run", verbose=0)
     assert excinfo.value.exit_code == 2
     message = str(excinfo.value)
-    assert "labels of the train data must be in [0, 10), received labels [-" in message
+    assert message.startswith("Bad labels in the data: Received a label value of -")
+    assert "(train data) which is outside the valid range [0, 10) of this model " \
+           "(num_classes=10)" in message
     assert not os.path.exists(tmp_path / "run")  # the run had no backup yet: nothing is kept
 
 
@@ -293,7 +298,7 @@ def test_global_batch_must_divide_by_the_replicas(tmp_path, mock_fmnist, monkeyp
     monkeypatch.setattr(distribute, "get_strategy", lambda *args, **kwargs: mirrored_strategy)
     config = presets.override(presets.get("tiny_mlp"), data_dir=mock_fmnist, batch_size=7,
                               strategy="mirrored")
-    with pytest.raises(train_lib.TrainerError) as excinfo:
+    with pytest.raises(errors.TrainerError) as excinfo:
         train_lib.train_and_evaluate(config, tmp_path / "run", verbose=0)
     assert excinfo.value.exit_code == 2
     message = str(excinfo.value)
