@@ -39,13 +39,13 @@ def load_run(run_dir):
     if os.path.isfile(path):
         return _read_json(path)
     if not os.path.isdir(path):
-        raise ValueError(f"No run at {run_dir!r}: expected a run directory or a metrics.json")
+        raise ValueError(f"No run at {path!r}: expected a run directory or a metrics.json")
     metrics = os.path.join(path, "metrics.json")
     if os.path.isfile(metrics):
         return _read_json(metrics)
     history = os.path.join(path, "history.csv")
     if not os.path.isfile(history):
-        raise ValueError(f"No run at {run_dir!r}: the folder holds neither metrics.json nor "
+        raise ValueError(f"No run at {path!r}: the folder holds neither metrics.json nor "
                          "history.csv (has a trainer written an epoch there yet?)")
     with open(history, newline="") as f:
         rows = list(csv.DictReader(f))

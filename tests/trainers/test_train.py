@@ -10,6 +10,7 @@ into one process; its command line runs in the subprocess tests.
 import json
 import os
 import re
+import shutil
 
 import keras
 import numpy as np
@@ -106,6 +107,25 @@ def test_train_then_evaluate_under_mock_data(tmp_path, mock_fmnist, capsys):
     report = evaluate_lib.format_report(result)
     assert f"accuracy {accuracy:.4f}" in report and f"loss {loss:.4f}" in report
     assert parse_confusion_matrix(report, 10).tolist() == matrix.tolist()
+
+    # A model file finds its run's config.json beside it (or one folder up, for a
+    # checkpoint); a copy elsewhere needs --dataset, since two datasets fit its shape.
+    for path in (os.path.join(workdir, "model.keras"),
+                 os.path.join(workdir, "checkpoints", "last.keras")):
+        again = evaluate_lib.evaluate(path, split="test", limit=32)
+        assert again["dataset"] == "fashion_mnist" and again["num_examples"] == 32
+    assert again["confusion_matrix"] == result["confusion_matrix"]  # last.keras: the same model
+    copy = str(tmp_path / "copy.keras")
+    shutil.copy(os.path.join(workdir, "model.keras"), copy)
+    with pytest.raises(errors.TrainerError) as excinfo:
+        evaluate_lib.evaluate(copy, split="test", limit=32)
+    assert str(excinfo.value) == (
+        f"Which dataset? {copy} has no trainer's config.json beside it and mnist and "
+        "fashion_mnist fit the model; pass --dataset (one of mnist, fashion_mnist, cifar10, "
+        "cifar100, imagenet2012)")
+    named = evaluate_lib.evaluate(copy, dataset="fashion_mnist", split="test", limit=32,
+                                  data_dir=mock_fmnist)
+    assert named["confusion_matrix"] == result["confusion_matrix"]
 
 
 def parse_confusion_matrix(report, k):
@@ -347,3 +367,56 @@ def test_workdir_of_another_config_is_refused_unless_overwrite(tmp_path, mock_fm
     code, _, err = run_main(base[:1] + [f"--workdir={other}", "--overwrite"] + base[2:], capsys)
     assert code == 2 and "holds no config.json" in err
     assert (other / "notes.txt").read_text() == "keep me" and len(os.listdir(other)) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Extending a finished run.
+
+
+def test_raising_epochs_extends_a_finished_run(tmp_path, mock_fmnist, capsys):
+    """1 epoch, then --epochs=2: the same weights as 2 epochs in one go (a constant rate: the
+    schedule does not depend on the run's length), one history, the new config written."""
+    base = ["--preset=tiny_mlp", f"--data_dir={mock_fmnist}"]
+    assert run_main(base + [f"--workdir={tmp_path / 'whole'}"], capsys)[0] == 0
+    extended = str(tmp_path / "extended")
+    assert run_main(base + [f"--workdir={extended}", "--epochs=1"], capsys)[0] == 0
+    code, out, err = run_main(base + [f"--workdir={extended}"], capsys)
+    assert code == 0, err
+    assert f"Extending {extended} from 1 to 2 epochs" in out
+    whole = model_weights(str(tmp_path / "whole" / "model.keras"))
+    for name, value in model_weights(os.path.join(extended, "model.keras")).items():
+        np.testing.assert_array_equal(value, whole[name], err_msg=name)
+    metrics = json.load(open(os.path.join(extended, "metrics.json")))
+    assert [h["epoch"] for h in metrics["history"]] == [0, 1]
+    assert metrics["config"]["epochs"] == 2
+    assert json.load(open(os.path.join(extended, "config.json")))["epochs"] == 2
+    assert not os.path.exists(os.path.join(extended, "backup"))
+    # Fewer epochs than the finished run is another config.
+    code, _, err = run_main(base + [f"--workdir={extended}", "--epochs=1"], capsys)
+    assert code == 2 and "different config (epochs: 2 -> 1)" in err
+
+
+def test_an_extended_cosine_schedule_resumes_on_the_longer_curve(tmp_path, mock_fmnist, capsys):
+    """A cosine decay that reached 0 after 1 epoch resumes at the 2-epoch curve's value at
+    step 8, half the peak rate (docs/ALGORITHM.md#schedule)."""
+    workdir = str(tmp_path / "run")
+    base = ["--preset=tiny_mlp", f"--data_dir={mock_fmnist}", f"--workdir={workdir}",
+            "--schedule=cosine", "--learning_rate=0.01"]
+    assert run_main(base + ["--epochs=1"], capsys)[0] == 0
+    first = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+    assert float(first.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    seen = []
+
+    class RateAtStart(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if not seen:
+                step = int(self.model.optimizer.iterations)
+                seen.append((step, float(self.model.optimizer.learning_rate)))
+
+    config = presets.override(presets.get("tiny_mlp"), data_dir=mock_fmnist, epochs=2,
+                              schedule="cosine", learning_rate=0.01)
+    train_lib.train_and_evaluate(config, workdir, callbacks=[RateAtStart()], verbose=0)
+    assert seen[0][0] == TINY_STEPS
+    assert seen[0][1] == pytest.approx(0.01 * (1 + np.cos(np.pi * 0.5)) / 2, rel=1e-5)
+    assert [h["epoch"] for h in json.load(open(os.path.join(workdir, "metrics.json")))[
+        "history"]] == [0, 1]
