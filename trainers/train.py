@@ -1,19 +1,28 @@
 r"""Train an rlra_tf model: `python -m trainers.train --preset=fmnist_mlp --workdir=runs/x`.
 
-`--preset` (default `fmnist_mlp`) gives every setting; any other flag overrides one. Rerunning
-the same command resumes an interrupted run (also after SIGKILL); a workdir holding a run
-with other settings is refused unless `--overwrite`, and so is a workdir another trainer is
-running in (`WORKDIR/lock.json` names it; a lock whose process is gone is taken over).
+`--preset` (default `fmnist_mlp`) gives every setting; any other flag overrides one. The flags
+are generated from `trainers.presets.Config` (one per field, and one per parameter of the
+learning rules: `--help` lists them with the default preset's values); a flag given for a
+setting that the chosen model, rule, optimiser, schedule or strategy does not use is refused.
+
+Rerunning the same command resumes an interrupted run (also after SIGKILL); rerunning it with
+a larger `--epochs` and nothing else changed extends the run, finished or not, from its last
+state (docs/ALGORITHM.md#schedule says what the learning-rate schedule does then). A workdir
+holding a run with other settings is refused unless `--overwrite`, and so is a workdir
+another trainer is running in (`WORKDIR/lock.json` names it; a lock whose process is gone is
+taken over).
 
 SIGTERM (what preemptible and spot machines send before they stop) and SIGINT (Ctrl-C) stop the
 run cleanly: the step in progress finishes, a backup of it is written, and the same command
 resumes at exactly that step. A second signal while the backup is written is ignored. Under
 `--strategy=multi_worker` every worker saves at the same step, whichever one got the signal.
 
-Exit status:
+Exit status (as for every binary of the project, `trainers/cli.py`):
   0    finished (metrics.json written), or the workdir already held the finished run
-  2    bad input: flags, data, a workdir holding another run or used by another trainer, or
-       no readable backup to resume from (--overwrite starts again); a message says which
+  2    bad input, one line naming it: a flag that does not parse or does not apply, a value
+       out of range, data that are missing or do not fit, a workdir that is a file, cannot be
+       written, holds another run or is used by another trainer, or no readable backup to
+       resume from (--overwrite starts again)
   3    the run diverged (non-finite loss); the last good checkpoint and backup are kept
   143  stopped by SIGTERM, 130 stopped by SIGINT (128 + the signal): the backup of the last
        step is written; rerun the same command to resume
@@ -21,6 +30,7 @@ Exit status:
 Examples:
   python -m trainers.train                                   # fmnist_mlp into runs/fmnist_mlp
   python -m trainers.train --preset=fmnist_mlp --rule=bp --workdir=runs/bp
+  python -m trainers.train --preset=fmnist_mlp --workdir=runs/fmnist_mlp --epochs=12
   python -m trainers.train --preset=cifar10_resnet18 --strategy=mirrored --batch_size=512
   python -m trainers.train --list_presets
 """
