@@ -4,10 +4,12 @@ Each residual block is one rec-LRA block; the stem and the head are blocks of th
 default (`feedback="adjacent"`) targets pass down unit by unit through the error synapses `F`:
 a block's output unit gets its displacement from the block above, through that block's first
 unit's synapse and its shortcut (docs/ALGORITHM.md#displacements); with `feedback="skip"` it
-takes it from the output error through its skip synapse instead. Forward parameter counts match the standard networks (torchvision's ResNet-18/34/50
-with conv layers without bias; He et al.'s CIFAR ResNets with 1x1 projection shortcuts where
-the shape changes, "option B"). The error synapses are extra, non-trainable weights, counted
-apart by `parameter_counts`.
+takes it from the output error through its skip synapse instead.
+
+Forward parameter counts match the standard networks (torchvision's ResNet-18/34/50 with conv
+layers without bias; He et al.'s CIFAR ResNets with 1x1 projection shortcuts where the shape
+changes, "option B"). The error synapses are extra, non-trainable weights, counted apart by
+`parameter_counts`.
 """
 
 import dataclasses

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import rlra_tf
-from export import common, export_lib
+from export import common
 
 SHAPE = (8, 8, 1)
 CLASSES = 3
