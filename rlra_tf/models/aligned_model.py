@@ -367,7 +367,7 @@ class AlignedModel(keras.Model):
                     f"one-hot labels of shape (batch, {k}) or class ids of shape (batch,)"
                 )
             return tf.cast(y, tf.float32)
-        if rank is not None and (rank == 0 or rank > 2 or (rank == 2 and width is None)):
+        if rank == 0 or rank > 2 or (rank == 2 and width is None):
             raise ValueError(
                 f"Expected class ids of shape (batch,) or one-hot labels of shape (batch, {k}) "
                 f"for this model (num_classes={k}), received: labels of shape "
