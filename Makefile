@@ -7,7 +7,7 @@ FMNIST_DIR := /usr/share/datasets/fashion-mnist
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEMO_DIR ?= runs/demo
 
-# Against BioTorch (benchmarks/peers.py): the benchmark-only extra `peers` (BioTorch, torch
+# Against BioTorch (benchmarks/peers/): the benchmark-only extra `peers` (BioTorch, torch
 # 2.14.1 and torchvision, ~6.5 GB) goes into a venv of its own, never into .venv: it brings
 # tensorboard, which would switch the trainer to Keras' TensorBoard callback (BUILD_NOTES.md).
 PEERS_VENV ?= .venv-peers
@@ -45,6 +45,7 @@ demo: $(STAMP) fmnist
 test: $(STAMP) fmnist
 	$(PY) -m pytest -q -ra tests
 
+# The benchmark suites of benchmarks/registry.py, then BENCHMARKS.md (benchmarks/README.md).
 bench: $(STAMP) fmnist
 	$(PY) -m benchmarks.run --suite=quick
 
@@ -58,9 +59,9 @@ $(PEERS_STAMP): pyproject.toml
 	touch $(PEERS_STAMP)
 
 # Trains and times BioTorch's and our ResNet-20 side by side (about 1.5 h on 2 cores), writes
-# benchmarks/results/peers.json and .png, then regenerates BENCHMARKS.md.
+# benchmarks/results/peers_biotorch.json and .png, then regenerates BENCHMARKS.md.
 bench-peers: $(STAMP) $(PEERS_STAMP) fmnist
-	$(PY) -m benchmarks.peers --torch_python=$(PEERS_PY) $(PEERS_ARGS)
+	$(PY) -m benchmarks.peers.biotorch --torch_python=$(PEERS_PY) $(PEERS_ARGS)
 	$(PY) -m benchmarks.run --report_only
 
 clean:

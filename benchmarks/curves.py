@@ -1,15 +1,11 @@
 """Summaries of per-epoch test-accuracy runs (the accuracy benchmarks and the report share them).
 
-A run is `{"variant" or "rule": name, "seed": int, "final_test_accuracy": fraction,
-"epochs": [{"epoch": 1, "test_accuracy": fraction, "test_loss": float, "epoch_seconds": s},
-...], "mean_seconds_per_epoch": s, "wall_seconds": s}`.
+A run is `{"rule": name, "seed": int, "final_test_accuracy": fraction, "epochs": [{"epoch": 1,
+"test_accuracy": fraction, "test_loss": float, "epoch_seconds": s}, ...],
+"mean_seconds_per_epoch": s, "wall_seconds": s}` (the sweep's runs also have a `setting`).
 """
 
 THRESHOLDS = (0.85, 0.88)
-
-
-def _name(run):
-    return run.get("variant") or run["rule"]
 
 
 def _mean(values):
@@ -29,13 +25,13 @@ def time_to_reach(record, threshold):
     return None
 
 
-def summarize(runs, thresholds=THRESHOLDS):
-    """Per variant: final test accuracy mean/min/max over seeds, curves, time per epoch and
-    epochs/seconds to each threshold (mean over the seeds that reached it; `reached` counts
-    them)."""
+def summarize(runs, thresholds=THRESHOLDS, key="rule"):
+    """Per `key` (the rule variant, or the sweep's `setting`): final test accuracy mean, std,
+    min and max over seeds, curves, time per epoch and epochs/seconds to each threshold (mean
+    over the seeds that reached it; `reached` counts them)."""
     out = {}
-    for name in dict.fromkeys(_name(r) for r in runs):
-        rs = [r for r in runs if _name(r) == name]
+    for name in dict.fromkeys(r[key] for r in runs):
+        rs = [r for r in runs if r[key] == name]
         finals = [r["final_test_accuracy"] for r in rs]
         n_epochs = min(len(r["epochs"]) for r in rs)
         curve = [_mean([r["epochs"][i]["test_accuracy"] for r in rs]) for i in range(n_epochs)]
@@ -52,28 +48,26 @@ def summarize(runs, thresholds=THRESHOLDS):
                 "runs": len(rs),
                 "epochs_mean": _mean([h[0] for h in got]),
                 "seconds_mean": _mean([h[1] for h in got]),
-                "per_seed": [None if h is None else {"epochs": h[0], "seconds": h[1]}
-                             for h in hits],
             }
         spe = [r["mean_seconds_per_epoch"] for r in rs if r.get("mean_seconds_per_epoch")]
-        walls = [r["wall_seconds"] for r in rs if r.get("wall_seconds") is not None]
+        mean = _mean(finals)
         out[name] = {
             "label": rs[0].get("label", name),
             "seeds": [r["seed"] for r in rs],
-            "final_test_accuracy_mean": _mean(finals),
+            "final_test_accuracy_mean": mean,
             "final_test_accuracy_min": min(finals),
             "final_test_accuracy_max": max(finals),
             "final_test_accuracy_std": (
-                (sum((f - _mean(finals)) ** 2 for f in finals) / (len(finals) - 1)) ** 0.5
+                (sum((f - mean) ** 2 for f in finals) / (len(finals) - 1)) ** 0.5
                 if len(finals) > 1 else None),
-            "final_test_loss_mean": _mean([r["final_test_loss"] for r in rs
-                                           if r.get("final_test_loss") is not None]),
             "test_accuracy_per_epoch_mean": curve,
             "test_accuracy_per_epoch_min": lo,
             "test_accuracy_per_epoch_max": hi,
             "test_loss_per_epoch_mean": loss,
             "seconds_per_epoch_mean": _mean(spe),
-            "wall_seconds_mean": _mean(walls),
+            "wall_seconds_mean": _mean([r["wall_seconds"] for r in rs]),
+            "wall_seconds_including_tests_mean": _mean(
+                [r["wall_seconds_including_per_epoch_tests"] for r in rs]),
             "reach": reach,
         }
     return out

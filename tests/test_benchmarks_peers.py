@@ -1,8 +1,8 @@
-"""benchmarks/peers.py's logic: the refusal without BioTorch, the batches both libraries see,
+"""benchmarks/peers/'s logic: the refusal without BioTorch, the batches both libraries see,
 the schedule rebuilt for torch, the timing protocol, and (where the `peers` extra is installed,
 in its own venv) BioTorch's side for real.
 
-`benchmarks.peers` itself is only run as a subprocess: its absl flags (the ResNet-20
+`benchmarks.peers.biotorch` itself is only run as a subprocess: its absl flags (the accuracy
 benchmark's) would clash with the trainer's in this process.
 """
 
@@ -14,12 +14,12 @@ import textwrap
 
 import numpy as np
 import pytest
+from report_json import REPO
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # `benchmarks` is a folder of scripts, not an installed package
-    sys.path.insert(0, REPO)
-
-from benchmarks import peers_lib, peers_torch, worker_lines  # noqa: E402
+from benchmarks import workers
+from benchmarks.peers import lib as peers_lib
+from benchmarks.peers import torch_side
+from benchmarks.report.summaries import step_ratios
 
 ENV = dict(os.environ, PYTHONPATH=REPO, TF_CPP_MIN_LOG_LEVEL="2")
 
@@ -49,7 +49,8 @@ def test_check_peers_says_what_is_missing_and_how_to_install(python_without_torc
 def test_benchmark_refuses_at_once_without_the_extra(python_without_torch, tmp_path):
     out = tmp_path / "peers.json"
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peers", f"--torch_python={python_without_torch}",
+        [sys.executable, "-m", "benchmarks.peers.biotorch",
+         f"--torch_python={python_without_torch}",
          f"--out={out}"], cwd=REPO, env=ENV, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert "needs BioTorch and torch" in proc.stderr and "make bench-peers" in proc.stderr
@@ -58,7 +59,7 @@ def test_benchmark_refuses_at_once_without_the_extra(python_without_torch, tmp_p
 
 def test_benchmark_refuses_bad_flags(python_without_torch):
     proc = subprocess.run(
-        [sys.executable, "-m", "benchmarks.peers", "--biotorch_rules=bp,kolen",
+        [sys.executable, "-m", "benchmarks.peers.biotorch", "--biotorch_rules=bp,kolen",
          f"--torch_python={python_without_torch}"], cwd=REPO, env=ENV, capture_output=True,
         text=True, timeout=300)
     assert proc.returncode != 0 and "received: 'kolen'" in proc.stderr
@@ -73,7 +74,7 @@ def test_torch_schedule_equals_the_trainers(decay, warmup):
         if step < 0:
             continue
         expected = float(schedule(step))
-        got = peers_torch.learning_rate(step, 1e-3, 300, warmup, decay)
+        got = torch_side.learning_rate(step, 1e-3, 300, warmup, decay)
         assert got == pytest.approx(expected, rel=1e-5, abs=1e-9), step  # Keras: float32
 
 
@@ -127,7 +128,7 @@ def test_reused_runs_take_only_the_same_budget(tmp_path):
 
 FAKE_WORKER = textwrap.dedent("""
     import sys
-    from benchmarks.worker_lines import send
+    from benchmarks.workers import send
     wall = float(sys.argv[1])
     print("some progress line")
     send({"ready": True, "first_step_seconds": 3.0})
@@ -151,15 +152,14 @@ def test_time_steps_drives_workers_round_robin_and_ratios_pair_the_libraries():
     assert len(by[("rlra_tf", "bp")]["step_seconds"]) == 6
     assert by[("biotorch", "fa")]["median_cpu_seconds"] == pytest.approx(0.8)
     assert by[("rlra_tf", "bp")]["load_average_during"] == [1.0] * 3
-    ratios = {(r["rlra_tf"], r["biotorch"]): r for r in peers_lib.step_ratios(rows)}
+    ratios = {(r["rlra_tf"], r["biotorch"]): r for r in step_ratios(rows)}
     assert set(ratios) == {("bp", "bp"), ("rec_lra", "fa")}
     assert ratios[("bp", "bp")]["ratio"] == pytest.approx(0.8)
     assert ratios[("rec_lra", "fa")]["cpu_ratio"] == pytest.approx(0.75)
 
 
 def test_worker_protocol_skips_other_lines():
-    w = worker_lines.Worker("fake", [sys.executable, "-c", FAKE_WORKER, "0.5"], cwd=REPO,
-                            env=ENV)
+    w = workers.Worker("fake", [sys.executable, "-c", FAKE_WORKER, "0.5"], cwd=REPO, env=ENV)
     assert w.receive() == {"ready": True, "first_step_seconds": 3.0}
     assert w.command("run 1")["wall"] == [0.5]
     assert w.command("quit") == {"bye": True}
@@ -182,8 +182,8 @@ def test_rlra_timing_worker_times_the_trainers_step(tmp_path):
     proc = subprocess.run(peers_lib.rlra_worker_command(str(spec)), input="run 3\nquit\n",
                           cwd=REPO, env=ENV, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    answers = [json.loads(line[len(worker_lines.PREFIX):]) for line in proc.stdout.splitlines()
-               if line.startswith(worker_lines.PREFIX)]
+    answers = [json.loads(line[len(workers.PREFIX):]) for line in proc.stdout.splitlines()
+               if line.startswith(workers.PREFIX)]
     assert answers[0]["ready"] and answers[0]["forward_params"] > 0
     assert len(answers[1]["wall"]) == 3 and all(t > 0 for t in answers[1]["cpu"])
     assert answers[2] == {"bye": True}
@@ -215,7 +215,7 @@ def run_in_peers(code, tmp_path):
 def test_biotorch_resnet20_one_channel_stem_and_matched_init(tmp_path):
     out = run_in_peers("""
         import json, torch
-        from benchmarks.peers_torch import build_model
+        from benchmarks.peers.torch_side import build_model
         res = {}
         for rule in ("bp", "fa", "usf"):
             for init in ("matched", "native"):
@@ -245,7 +245,7 @@ def test_biotorch_resnet20_one_channel_stem_and_matched_init(tmp_path):
 def test_biotorch_step_applies_the_schedule_and_keras_weight_decay(tmp_path):
     out = run_in_peers("""
         import copy, json, torch
-        from benchmarks.peers_torch import Trainer, build_model, learning_rate
+        from benchmarks.peers.torch_side import Trainer, build_model, learning_rate
         spec = dict(optimizer="sgd", learning_rate=0.1, momentum=0.0, weight_decay=0.01,
                     epochs=1, steps_per_epoch=10, warmup_epochs=0.5, schedule="cosine")
         net = build_model("resnet20", "bp", 10, 1, "matched", seed=0)
@@ -292,8 +292,12 @@ def test_biotorch_trains_and_times_on_the_arrays_it_is_given(tmp_path):
                                               _peers_python(), str(tmp_path))
     for r in record.values():
         assert [e["epoch"] for e in r["epochs"]] == [1, 2]
-        assert all(e["test_examples"] == 100 and 0 <= e["test_accuracy"] <= 1
+        assert all(e["test_examples"] == 100 for e in r["epochs"])
+        # The record's accuracy is the test split's: 100 images, so a multiple of 1/100.
+        assert all(abs(100 * e["test_accuracy"] - round(100 * e["test_accuracy"])) < 1e-9
                    for e in r["epochs"])
+        assert r["final_test_accuracy"] == r["epochs"][-1]["test_accuracy"]
+        assert r["wall_seconds"] < r["wall_seconds_including_per_epoch_tests"]
         assert r["forward_params"] == 269_434
     path = tmp_path / "time.json"
     path.write_text(json.dumps(dict(spec, rule="usf", batch=str(arrays / "epoch0.npz"),
@@ -301,6 +305,6 @@ def test_biotorch_trains_and_times_on_the_arrays_it_is_given(tmp_path):
     proc = subprocess.run(peers_lib.torch_command(_peers_python(), f"--time={path}"),
                           input="run 2\nquit\n", cwd=REPO, env=ENV, capture_output=True,
                           text=True, timeout=600)
-    answers = [json.loads(line[len(worker_lines.PREFIX):]) for line in proc.stdout.splitlines()
-               if line.startswith(worker_lines.PREFIX)]
+    answers = [json.loads(line[len(workers.PREFIX):]) for line in proc.stdout.splitlines()
+               if line.startswith(workers.PREFIX)]
     assert answers[0]["ready"] and len(answers[1]["wall"]) == 2 and answers[2] == {"bye": True}

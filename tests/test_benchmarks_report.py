@@ -1,437 +1,338 @@
-"""benchmarks/report.py on synthetic result JSON: it renders, and its verdicts are right."""
-
-import os
-import sys
+"""The report's claims on synthetic results: every verdict holds, fails or is not measured with
+the numbers that decide it (`benchmarks.report.claims`, `benchmarks.report.verdicts`)."""
 
 import pytest
-
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-if REPO not in sys.path:  # `benchmarks` is a folder of scripts, not an installed package
-    sys.path.insert(0, REPO)
-
-from report_json import (  # noqa: E402
+from report_json import (
     ADAM_BUDGET,
-    REV2_CONFIG,
-    resnet_json,
-    table_widths,
-    write,
+    CONFIG,
+    SGD_BUDGET,
+    SGD_CONFIG,
+    accuracy_json,
+    chain_json,
+    finals_json,
+    results,
+    step_json,
 )
 
-from benchmarks import report  # noqa: E402
+from benchmarks import registry
+from benchmarks.report import claims
+from benchmarks.report import summaries as s
+from benchmarks.report.verdicts import FAILS, HOLDS, UNKNOWN
 
-RULES = ("bp", "fa", "dfa", "lra", "rec_lra")
-
-
-def run_record(variant, seed, curve, seconds=10.0):
-    """One run of benchmarks/accuracy.py's JSON: a test-accuracy curve, `seconds` per epoch."""
-    return {
-        "variant": variant, "label": variant, "seed": seed,
-        "epochs": [{"epoch": i + 1, "test_accuracy": a, "test_loss": 1.0 - a,
-                    "epoch_seconds": seconds} for i, a in enumerate(curve)],
-        "final_test_accuracy": curve[-1], "final_test_loss": 1.0 - curve[-1],
-        "mean_seconds_per_epoch": seconds, "wall_seconds": seconds * len(curve),
-    }
-
-
-def accuracy_json(per_variant, seconds=None):
-    """`per_variant`: {variant: [curve of seed 0, curve of seed 1]}; summarised as the script
-    does."""
-    from benchmarks import curves
-
-    runs = [run_record(v, s, c, (seconds or {}).get(v, 10.0))
-            for v, per_seed in per_variant.items() for s, c in enumerate(per_seed)]
-    return {"benchmark": "accuracy_mlp", "budget": "3 epochs", "thresholds": [0.85, 0.88],
-            "date": "2030-01-02 03:04:05", "machine": {"platform": "test", "cpus": 2},
-            "runs": runs, "summary": curves.summarize(runs), "complete": True}
-
-
-GOOD = {  # rec_lra: mean 89.2, bp 89.8 (gap 0.6 <= 1.0), lra 88.0 >= 87.5
+MLP = {  # rec_lra: mean 89.2, bp 89.8 (gap 0.6), lra 88.0, wm 89.5
     "bp": [[0.80, 0.86, 0.896], [0.82, 0.87, 0.900]],
     "fa": [[0.70, 0.80, 0.850], [0.72, 0.81, 0.852]],
-    "dfa": [[0.75, 0.83, 0.870], [0.76, 0.84, 0.872]],
     "lra": [[0.80, 0.85, 0.879], [0.81, 0.86, 0.881]],
+    "wm": [[0.80, 0.85, 0.895], [0.81, 0.86, 0.895]],
     "rec_lra": [[0.851, 0.88, 0.890], [0.86, 0.885, 0.894]],
 }
-BAD = dict(GOOD, rec_lra=[[0.80, 0.84, 0.870], [0.81, 0.845, 0.874]])  # 87.2: 2.6 below bp
-
-
-def test_summary_and_time_to_reach_match_a_hand_computation():
-    from benchmarks import curves
-
-    s = accuracy_json(GOOD, seconds={"rec_lra": 12.0})["summary"]
-    assert s["rec_lra"]["final_test_accuracy_mean"] == pytest.approx(0.892)
-    assert s["bp"]["final_test_accuracy_std"] == pytest.approx(0.004 / 2 ** 0.5)
-    # rec_lra reaches 85% after epoch 1 in both seeds (12 s), 88% after epoch 2 (24 s);
-    # bp reaches 85% after epoch 2 (20 s) and 88% after epoch 3 in both seeds (30 s).
-    assert s["rec_lra"]["reach"]["0.85"]["epochs_mean"] == 1
-    assert s["rec_lra"]["reach"]["0.88"]["seconds_mean"] == pytest.approx(24.0)
-    assert s["bp"]["reach"]["0.88"]["epochs_mean"] == 3
-    assert s["fa"]["reach"]["0.88"]["reached"] == 0
-    assert curves.time_to_reach(run_record("x", 0, [0.1, 0.5, 0.9]), 0.5) == (2, 20.0)
-
-
-def test_verdicts_hold_and_fail_with_the_numbers():
-    good = accuracy_json(GOOD)["summary"]
-    bad = accuracy_json(BAD)["summary"]
-    v = report.generalisation_verdict(good, 1.0, "MLP")
-    assert v.status == report.HOLDS and "0.60 points below" in v.text
-    v = report.generalisation_verdict(bad, 1.0, "MLP")
-    assert v.status == report.FAILS and "2.60 points below" in v.text
-    assert "rec_lra loses to" in v.text and "lra (88.00%)" in v.text
-    assert report.mlp_bar_verdict(good).status == report.HOLDS
-    v = report.mlp_bar_verdict(bad)
-    assert v.status == report.FAILS and "rec_lra 87.20% < 88.5%" in v.text
-    epochs, seconds = report.convergence_verdicts(good, [0.85, 0.88])
-    assert epochs.status == report.HOLDS and seconds.status == report.HOLDS
-    assert "88%: rec_lra 2.0 epochs vs bp 3.0 epochs" in epochs.text
-    epochs, _ = report.convergence_verdicts(bad, [0.85, 0.88])
-    assert epochs.status == report.FAILS and "rec_lra reached it in 0/2 seeds" in epochs.text
-    tie = accuracy_json(dict(GOOD, rec_lra=GOOD["bp"]))["summary"]
-    epochs, _ = report.convergence_verdicts(tie, [0.85, 0.88])
-    assert epochs.status == report.FAILS and "not sooner" in epochs.text
-
-    resnet = {"bp": {"final_test_accuracy_mean": 0.92}, "fa": {"final_test_accuracy_mean": 0.80},
-              "dfa": {"final_test_accuracy_mean": 0.87}, "rec_lra":
-              {"final_test_accuracy_mean": 0.91}}
-    v = report.resnet_bar_verdict(resnet)  # 1.0 below bp, 11 above fa but only 4 above dfa
-    assert v.status == report.FAILS and "rec_lra - dfa = 4.00 points" in v.text
-
-    # benchmarks/step_time.py's rows: seconds, jit_compile as a bool, a forward-only row.
-    step = {"results": [
-        {"model": "resnet18", "rule": r, "jit_compile": j, "median_step_seconds": sec,
-         "median_cpu_seconds": 2 * sec, "batch_size": 128} for r, j, sec in
-        (("forward", False, 0.01), ("bp", False, 0.030), ("bp", True, 0.040),
-         ("rec_lra", False, 0.035), ("rec_lra", True, 0.027))]}
-    rows = report.step_rows(step)
-    rec_off = next(r for r in rows if r["rule"] == "rec_lra" and r["jit"] == "off")
-    assert rec_off["step_per_forward"] == pytest.approx(3.5)
-    assert rec_off["ratio_to_bp"] == pytest.approx(35 / 30)
-    v = report.step_time_verdict(rows)  # each at its faster setting: 27 (on) vs 30 (off)
-    assert v.status == report.HOLDS and "wall ratio 0.90" in v.text
-    step["results"][4]["median_step_seconds"] = 0.036
-    assert report.step_time_verdict(report.step_rows(step)).status == report.FAILS
-
-    def chain(model, units, bp, rec):
-        return [{"model": model, "family": "resnet", "units": units, "blocks": 1, "rule": r,
-                 "chain_ops": c} for r, c in (("bp", bp), ("rec_lra", rec))]
-
-    assert report.chain_verdict(chain("r8", 8, 99, 25) + chain("r20", 20, 261, 25)).status \
-        == report.HOLDS
-    assert report.chain_verdict(chain("r8", 8, 99, 25) + chain("r20", 20, 261, 60)).status \
-        == report.FAILS  # rec_lra's chain grows with depth
-
-
-def test_report_renders_prefers_full_results_and_marks_missing(tmp_path):
-    results = tmp_path / "benchmarks" / "results"
-    write(str(results), "accuracy_mlp", accuracy_json(GOOD))
-    (results / "accuracy_mlp.png").write_bytes(b"\x89PNG\r\n\x1a\n")
-    write(str(results / "quick"), "accuracy_mlp", accuracy_json(BAD))  # older quick run
-    write(str(results / "quick"), "alignment", {
-        "date": "2030-01-01", "epochs": 1, "every_n_steps": 25, "rules": {
-            "rec_lra": {"test_accuracy": 0.8, "final_angle": {"dense_0": 60.0, "head": 0.0},
-                        "final_angle_hidden_mean": 60.0, "first_angle_hidden_mean": 90.0},
-            "fa": {"test_accuracy": 0.8, "final_angle": {"dense_0": 70.0, "head": 0.0},
-                   "final_angle_hidden_mean": 70.0}}})
-    out = tmp_path / "BENCHMARKS.md"
-    text = report.render(str(results), str(out))
-
-    assert "| `rec_lra` | rec_lra | 89.20 ± 0.28 [89.00, 89.40] (2 seeds) |" in text
-    assert "![accuracy_mlp.png](benchmarks/results/accuracy_mlp.png)" in text
-    assert "`benchmarks/results/accuracy_mlp.json`; full suite; 2030-01-02 03:04:05" in text
-    assert "| Issue 2: MLP bar | **holds** |" in text
-    assert "| Generalises as well as backprop: MLP | **holds** |" in text
-    # Only the quick suite ran the alignment benchmark: used, and labelled as such.
-    assert "`benchmarks/results/quick/alignment.json`; quick suite" in text
-    assert "| Alignment: rec_lra's updates are descent directions | **holds** |" in text
-    # Never run: said so, and no verdict is invented.
-    assert "*Not run yet* (`python -m benchmarks.step_time --models=resnet18 --jit=off " \
-           "--rules=bp,fa,wm,rec_lra,rec_lra_every4,rec_lra_nomirror,rec_lra_m32 " \
-           "--steps=4`)" in text
-    assert "| Cheaper updates: step time rec_lra <= bp | **not measured** |" in text
-    assert "### `cifar10_resnet18`" in text and str(report.PUBLISHED["fmnist_rec_lra"]) in text
-
-    os.remove(results / "accuracy_mlp.json")  # now only the (failing) quick run is there
-    text = report.render(str(results), str(out))
-    assert "`benchmarks/results/quick/accuracy_mlp.json`; quick suite" in text
-    assert "| Issue 2: MLP bar | **does not hold** |" in text
-
-
-# ------------------------------------------------------------------ revision 2 and issue 12
-
-SGD_BUDGET = dict(ADAM_BUDGET, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4)
-SGD_CONFIG = dict(REV2_CONFIG, optimizer="sgd", learning_rate=0.05, weight_decay=5e-4)
-
-
 R20 = {  # rec_lra 84.80 vs bp 85.50 (0.70 below), fa 70.0, dfa 72.0, wm 84.0
     "bp": [0.855, 0.858, 0.852], "fa": [0.70, 0.70, 0.70], "dfa": [0.72, 0.72, 0.72],
     "wm": [0.84, 0.84, 0.84], "rec_lra": [0.850, 0.846, 0.848],
 }
 
 
-def rev2_resnet(data):
-    summary = report.accuracy_summary(data)
-    return report.rev2_resnet_verdict(
-        summary, report.bar_conditions(data, ("bp", "rec_lra", "fa", "dfa"),
-                                       report.REV2_RESNET_BAR))
+def judge(key, **files):
+    return claims.judge(key, results(**files))
 
 
-def test_revision2_resnet_bar_holds_fails_and_needs_its_budget_and_seeds():
-    v = rev2_resnet(resnet_json(R20))
-    assert v.status == report.HOLDS, v.text
-    assert "bp - rec_lra = 0.70 points (bar <= 1.0)" in v.text
-    assert "rec_lra - dfa = 12.80 points (bar >= 10.0)" in v.text
-    assert "wm 84.00% (rec_lra - wm = +0.80 points" in v.text
-    v = rev2_resnet(resnet_json(dict(R20, rec_lra=[0.840, 0.842, 0.838])))  # 1.50 below bp
-    assert v.status == report.FAILS and "bp - rec_lra = 1.50 points" in v.text
-    v = rev2_resnet(resnet_json(dict(R20, dfa=[0.76] * 3)))  # only 8.8 above dfa
-    assert v.status == report.FAILS and "rec_lra - dfa = 8.80 points" in v.text
-    # Off the bar's conditions: not measured, with what was measured in the text.
-    v = rev2_resnet(resnet_json(R20, budget=dict(ADAM_BUDGET, epochs=2)))
-    assert v.status == report.UNKNOWN and "epochs 2 (the bar's: 3)" in v.text
-    assert "bp - rec_lra = 0.70 points" in v.text
-    v = rev2_resnet(resnet_json(R20, config=dict(REV2_CONFIG, model="resnet32")))
-    assert v.status == report.UNKNOWN and "model resnet32 (the bar's: resnet20)" in v.text
-    v = rev2_resnet(resnet_json({k: a[:1] for k, a in R20.items()}))
-    assert v.status == report.UNKNOWN and "rec_lra has 1 seed of the 3" in v.text
-    v = rev2_resnet(resnet_json(dict(R20, dfa=[0.72, 0.72])))  # a margin over fewer seeds
-    assert v.status == report.UNKNOWN and "dfa has 2 seeds of the 3" in v.text
-    old = {k: v for k, v in REV2_CONFIG.items() if k != "synapse_update"}
-    v = rev2_resnet(resnet_json(R20, config=old))
-    assert v.status == report.UNKNOWN and "predate revision 2" in v.text
+def expect(verdict, status, *texts):
+    """`verdict` has `status` and says each of `texts`."""
+    assert verdict.status == status, verdict.text
+    for text in texts:
+        assert text in verdict.text, (text, verdict.text)
 
 
-def test_revision2_mlp_and_sgd_recipe_bars():
-    good = accuracy_json(GOOD)["summary"]  # rec_lra 0.60 below bp: issue 2 holds, 0.3 does not
-    v = report.rev2_mlp_verdict(good)
-    assert v.status == report.FAILS and "(criterion: no more than 0.3 below)" in v.text
-    close = accuracy_json(dict(GOOD, rec_lra=[[0.85, 0.88, 0.895], [0.86, 0.885, 0.897]]))
-    v = report.rev2_mlp_verdict(close["summary"])  # 89.60 vs 89.80
-    assert v.status == report.HOLDS and "0.20 points below" in v.text
+def test_every_claim_is_fed_by_a_registered_benchmark_and_renders_its_bar():
+    fed = {c for b in registry.BENCHMARKS for c in b.claims}
+    assert set(claims.CLAIMS) <= fed, set(claims.CLAIMS) - fed
+    assert fed <= set(claims.CLAIMS), fed - set(claims.CLAIMS)
+    assert claims.text("accuracy.mlp") == "MLP: rec_lra within 0.3 points of bp"
+    assert claims.text("convergence.resnet20_epochs").endswith("(to 80% and 85%)")
 
+
+def test_a_claim_whose_file_is_missing_is_not_measured_and_says_how_to_run_it():
+    v = claims.judge("scaling.depth", results(accuracy_resnet20=finals_json(R20)))
+    assert v.status == UNKNOWN
+    assert "accuracy_resnet32: *Not run yet* (`python -m benchmarks.accuracy.train " \
+           "--model=resnet32 --seeds=0,1 --rules=bp,rec_lra --noresume" in v.text
+
+
+def test_mlp_claims_hold_and_fail_with_their_numbers():
+    v = judge("accuracy.mlp", accuracy_mlp=accuracy_json(MLP))
+    assert v.status == FAILS and "0.60 points below backprop (criterion: no more than 0.3" \
+        in v.text and "wm 89.50% (rec_lra - wm = -0.30 points" in v.text
+    close = dict(MLP, rec_lra=[[0.85, 0.88, 0.895], [0.86, 0.885, 0.897]])  # 89.60 vs 89.80
+    v = judge("accuracy.mlp", accuracy_mlp=accuracy_json(close))
+    assert v.status == HOLDS and "0.20 points below" in v.text
+    v = judge("accuracy.mlp_published", accuracy_mlp=accuracy_json(MLP))
+    assert v.status == HOLDS and "rec_lra 89.20% >= 88.5%; lra 88.00% >= 87.5%" in v.text
+    low = dict(MLP, lra=[[0.80, 0.85, 0.870], [0.81, 0.86, 0.872]])
+    v = judge("accuracy.mlp_published", accuracy_mlp=accuracy_json(low))
+    assert v.status == FAILS and "lra 87.10% < 87.5%" in v.text
+
+
+def test_resnet20_claim_needs_its_margins_budget_model_and_seeds():
+    expect(judge("accuracy.resnet20", accuracy_resnet20=finals_json(R20)), HOLDS,
+           "0.70 points below backprop (criterion: no more than 1.0 below)",
+           "rec_lra - dfa = 12.80 points (bar >= 10.0)", "wm 84.00% (rec_lra - wm = +0.80 points")
+    v = judge("accuracy.resnet20", accuracy_resnet20=finals_json(
+        dict(R20, rec_lra=[0.840, 0.842, 0.838])))
+    assert v.status == FAILS and "1.50 points below" in v.text
+    v = judge("accuracy.resnet20", accuracy_resnet20=finals_json(dict(R20, dfa=[0.76] * 3)))
+    assert v.status == FAILS and "rec_lra - dfa = 8.80 points" in v.text
+    off = {
+        "epochs 2 (the bar's: 3)": finals_json(R20, budget=dict(ADAM_BUDGET, epochs=2)),
+        "model resnet32 (the bar's: resnet20)": finals_json(R20, config=dict(
+            CONFIG, model="resnet32")),
+        "rec_lra has 1 seed of the 3": finals_json({k: a[:1] for k, a in R20.items()}),
+        "dfa has 2 seeds of the 3": finals_json(dict(R20, dfa=[0.72, 0.72])),
+    }
+    for reason, data in off.items():
+        v = judge("accuracy.resnet20", accuracy_resnet20=data)
+        assert v.status == UNKNOWN and reason in v.text and "bp -" not in v.text[:20], v.text
+        assert "What was measured" in v.text
+
+
+def test_sgd_recipe_claim_needs_bp_and_rec_lra_trained_alike():
     def sgd(finals, changes=None):
-        data = resnet_json(finals, SGD_BUDGET, SGD_CONFIG, changes)
-        problems = (report.bar_conditions(data, ("bp", "rec_lra"), report.REV2_SGD_BAR)
-                    + report.hyper_parameter_differences(data))
-        return report.sgd_recipe_verdict(report.accuracy_summary(data), problems)
+        return judge("accuracy.resnet20_sgd", accuracy_resnet20_sgd=finals_json(
+            finals, budget=SGD_BUDGET, config=SGD_CONFIG, changes=changes))
 
-    v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.85, 0.848]})  # 1.20 below
-    assert v.status == report.HOLDS and "1.20 points below" in v.text
-    v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.84, 0.842]})  # 2.00 below
-    assert v.status == report.FAILS and "2.00 points below" in v.text
+    v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.85, 0.848]})
+    assert v.status == HOLDS and "1.20 points below" in v.text
+    v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.84, 0.842]})
+    assert v.status == FAILS and "2.00 points below" in v.text
     v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.85, 0.848]}, {"rec_lra": {"learning_rate": 0.1}})
-    assert v.status == report.UNKNOWN and "seed 0: learning_rate 0.05 vs 0.1" in v.text
-    data = resnet_json({"bp": [0.86, 0.862], "rec_lra": [0.85, 0.848]})  # the Adam budget
-    assert "optimizer adam (the bar's: sgd)" in report.bar_conditions(
-        data, ("bp", "rec_lra"), report.REV2_SGD_BAR)
+    assert v.status == UNKNOWN and "seed 0: learning_rate 0.05 vs 0.1" in v.text
+    # A rule parameter is not a hyper-parameter: rec_lra's beta differs from bp's None.
+    v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.85, 0.848]}, {"rec_lra": {"beta": 0.1}})
+    assert v.status == HOLDS
 
 
-# CPU seconds per step: rec_lra 1.030 x bp, rec_lra_every4 1.010 x, the mirror 5% of rec_lra's.
+def test_convergence_claims_by_epochs_and_by_seconds():
+    v = judge("convergence.mlp_epochs", accuracy_mlp=accuracy_json(MLP))
+    assert v.status == HOLDS and "88%: rec_lra 2.0 epochs vs bp 3.0 epochs" in v.text
+    slow = accuracy_json(MLP, seconds={"rec_lra": 20.0})
+    v = judge("convergence.mlp_seconds", accuracy_mlp=slow)
+    assert v.status == FAILS and "88%: rec_lra 40 s vs bp 30 s" in v.text
+    tie = accuracy_json(dict(MLP, rec_lra=MLP["bp"]))
+    v = judge("convergence.mlp_epochs", accuracy_mlp=tie)
+    assert v.status == FAILS and "not sooner" in v.text
+    never = accuracy_json(dict(MLP, rec_lra=[[0.80, 0.84, 0.87], [0.81, 0.845, 0.874]]))
+    v = judge("convergence.mlp_epochs", accuracy_mlp=never)
+    assert v.status == FAILS and "rec_lra reached it in 0/2 seeds" in v.text
+    # The ResNet thresholds are 80% and 85%.
+    reach = {"bp": [[0.78, 0.84, 0.86]], "rec_lra": [[0.81, 0.86, 0.87]]}
+    v = judge("convergence.resnet20_epochs", accuracy_resnet20=accuracy_json(reach))
+    assert v.status == HOLDS and "80%: rec_lra 1.0 epochs vs bp 2.0 epochs" in v.text
+
+
 STEP_CPU = {"forward": 1.0, "bp": 4.0, "fa": 4.1, "wm": 4.3, "rec_lra": 4.12,
-            "rec_lra_every4": 4.04, "rec_lra_nomirror": 3.914}
+            "rec_lra-mirror_every4": 4.04, "rec_lra-fixed_synapses": 3.914}
 
 
-def step_json(cpu, mean=True, model="resnet18"):
-    """step_time.py's JSON at jit off: `cpu` {rule: CPU seconds}; the mean is 1.1 x the median
-    (left out with `mean=False`); rec_lra's mirror share against rec_lra_nomirror."""
-    rows = []
-    for rule, c in cpu.items():
-        row = {"model": model, "rule": rule, "jit_compile": False, "batch_size": 128,
-               "median_step_seconds": 2 * c, "median_cpu_seconds": c,
-               "step_peak_rss_mb": 2000.0 + (100.0 if rule.startswith("rec_lra") else 0.0)}
-        if mean:
-            row["mean_cpu_seconds"] = 1.1 * c
-        rows.append(row)
-    for row in rows:
-        if row["rule"] == "rec_lra" and "rec_lra_nomirror" in cpu:
-            row["mirror_share_of_cpu"] = 1 - cpu["rec_lra_nomirror"] / cpu["rec_lra"]
-    return {"date": "2030-02-03", "settings": {"repeats": 4, "steps_per_round": 1},
-            "results": rows}
+def test_step_cost_and_cheaper_claims():
+    expect(judge("speed.step_cost", speed_step_time=step_json(STEP_CPU)), HOLDS,
+           "rec_lra/bp CPU time per step 1.030 (ratio of the means; bar <= 1.05)",
+           "rec_lra-mirror_every4 (mirror every 4 steps) 1.010",
+           "the mirror's share of rec_lra's CPU time 5.0%",
+           "rec_lra 2100 MiB vs bp 2000 MiB (1.05x)")
+    v = judge("speed.step_cost", speed_step_time=step_json(dict(STEP_CPU, rec_lra=4.32)))
+    assert v.status == FAILS and "per step 1.080" in v.text
+    v = judge("speed.step_cost", speed_step_time=step_json(STEP_CPU, model="resnet50"))
+    assert v.status == UNKNOWN
+    v = judge("speed.cheaper", speed_step_time=step_json(STEP_CPU))
+    assert v.status == FAILS and "resnet18: rec_lra 8240 ms (jit off) vs bp 8000 ms" in v.text
+    v = judge("speed.cheaper", speed_step_time=step_json(dict(STEP_CPU, rec_lra=3.9)))
+    assert v.status == HOLDS and "wall ratio 0.97" in v.text
 
 
-def test_revision2_step_cost_bar():
-    cpu = STEP_CPU  # a local name: the cases below change one entry
-
-    def verdict(data):
-        rows = report.step_rows(data)
-        return report.step_cost_verdict(rows, report.step_conditions(rows))
-
-    v = verdict(step_json(cpu))
-    assert v.status == report.HOLDS, v.text
-    assert "rec_lra/bp CPU time per step 1.030 (ratio of the means; bar <= 1.05)" in v.text
-    assert "rec_lra_every4 (mirror every 4 steps) 1.010" in v.text
-    assert "the mirror's share of rec_lra's CPU time 5.0%" in v.text
-    assert "rec_lra 2100 MiB vs bp 2000 MiB (1.05x)" in v.text
-    v = verdict(step_json(dict(cpu, rec_lra=4.32)))
-    assert v.status == report.FAILS and "per step 1.080" in v.text
-    v = verdict(step_json(cpu, mean=False))  # no means: the medians decide
-    assert v.status == report.HOLDS and "ratio of the medians" in v.text
-    v = verdict(step_json({"bp": 4.0, "rec_lra": 3.5}, mean=False))  # before revision 2
-    assert v.status == report.UNKNOWN and "predates revision 2" in v.text
-    assert verdict(step_json(cpu, model="resnet50")).status == report.UNKNOWN
+def test_cheaper_takes_each_rule_at_its_faster_jit_setting():
+    data = step_json({"bp": 0.015, "rec_lra": 0.0175})
+    data["results"] += [dict(r, jit_compile=True, median_step_seconds=m, median_cpu_seconds=m)
+                        for r, m in zip(data["results"], (0.040, 0.027))]
+    v = judge("speed.cheaper", speed_step_time=data)  # 27 ms (on) vs 30 ms (off)
+    assert v.status == HOLDS and "rec_lra 27.0 ms (jit on) vs bp 30.0 ms (jit off)" in v.text
 
 
-def test_issue12_mixed_precision_and_float16_headroom():
-    f32 = resnet_json({"bp": [0.853, 0.86], "rec_lra": [0.850, 0.84]},
-                      changes={"rec_lra": {"beta": 0.1}})
-    bf16_config = dict(REV2_CONFIG, mixed_precision="bfloat16")
+def test_chain_claims_say_the_default_grows_and_the_skip_variant_stays_flat():
+    data = chain_json({"bp": [99, 261], "rec_lra": [139, 373], "rec_lra-skip_synapses": [40, 40]})
+    v = judge("speed.chain_default", speed_chain_length=data)
+    assert v.status == FAILS
+    assert "passes targets unit by unit (feedback=\"adjacent\"), so its chain grows" in v.text
+    assert "rec_lra-skip_synapses (feedback=\"skip\": skip synapses to the block outputs) " \
+           "keeps it at 40 ops" in v.text
+    v = judge("speed.chain_skip_synapses", speed_chain_length=data)
+    assert v.status == HOLDS and "r20: rec_lra-skip_synapses 40 ops vs bp 261" in v.text
+    grows = chain_json({"bp": [99, 261], "rec_lra": [139, 373],
+                        "rec_lra-skip_synapses": [40, 90]})
+    assert "does not stay constant either" in judge("speed.chain_default",
+                                                    speed_chain_length=grows).text
+    assert judge("speed.chain_skip_synapses", speed_chain_length=grows).status == FAILS
+    assert judge("speed.chain_skip_synapses", speed_chain_length=chain_json(
+        {"bp": [99, 261]})).status == UNKNOWN
 
-    def verdict(finals, float32=f32, config=bf16_config):
-        mixed = resnet_json(finals, config=config, changes={"rec_lra": {"beta": 0.1}})
-        return report.mixed_precision_verdict(report.precision_pairs(mixed, float32),
-                                              "ResNet-20")
 
-    v = verdict({"bp": [0.855], "rec_lra": [0.848]})  # +0.20 and -0.20 points
-    assert v.status == report.HOLDS, v.text
+def overhead_json(steady):
+    rows = [{"rule": rule, "every_n_steps": 100, "steps": 600, "fit_seconds_plain": [1.0],
+             "fit_seconds_with_diagnostics": [1.1], "overhead_fit": 0.1, "probe_seconds": 0.01,
+             "step_seconds": 0.001, "overhead_steady_state": x} for rule, x in steady.items()]
+    return {"date": "2030-01-01", "machine": {}, "versions": {}, "results": rows}
+
+
+def test_diagnostics_overhead_claim():
+    v = judge("speed.diagnostics", speed_diagnostics=overhead_json({"rec_lra": 0.013, "bp": 0.03}))
+    assert v.status == HOLDS and "rec_lra: 1.3% steady-state" in v.text and "bar < 10%" in v.text
+    v = judge("speed.diagnostics", speed_diagnostics=overhead_json({"rec_lra": 0.12}))
+    assert v.status == FAILS
+
+
+DEPTH = {  # bp - rec_lra: 0.70 at ResNet-20, 1.00 at 32, 1.40 at 56
+    "resnet20": {"bp": [0.855, 0.857], "rec_lra": [0.848, 0.850], "wm": [0.845], "fa": [0.60]},
+    "resnet32": {"bp": [0.860, 0.862], "rec_lra": [0.851, 0.851], "wm": [0.849], "fa": [0.55]},
+    "resnet56": {"bp": [0.865, 0.867], "rec_lra": [0.852, 0.852], "wm": [0.850], "fa": [0.50]},
+}
+
+
+def depth_files(finals=DEPTH, models=None):
+    return {f"accuracy_{m}": finals_json(f, config=dict(CONFIG, model=(models or {}).get(m, m)))
+            for m, f in finals.items()}
+
+
+def test_depth_claim_holds_fails_and_needs_its_seeds_and_models():
+    expect(judge("scaling.depth", **depth_files()), HOLDS,
+           "ResNet-20 +0.70 points (2 seeds), ResNet-32 +1.00 points",
+           "at ResNet-56 +1.40 points (<= 1.5)", "ResNet-56 minus ResNet-20 +0.70 points (<= 1.0)",
+           "fa ResNet-20 +25.60, ResNet-32 +31.10, ResNet-56 +36.60")
+    deep = dict(DEPTH, resnet56=dict(DEPTH["resnet56"], rec_lra=[0.847, 0.849]))
+    v = judge("scaling.depth", **depth_files(deep))
+    assert v.status == FAILS and "at ResNet-56 +1.80 points (> 1.5)" in v.text
+    grows = dict(DEPTH, resnet20=dict(DEPTH["resnet20"], rec_lra=[0.860, 0.858]))
+    v = judge("scaling.depth", **depth_files(grows))
+    assert v.status == FAILS and "ResNet-56 minus ResNet-20 +1.70 points (> 1.0)" in v.text
+    one = dict(DEPTH, resnet56=dict(DEPTH["resnet56"], rec_lra=[0.852]))
+    v = judge("scaling.depth", **depth_files(one))
+    assert v.status == UNKNOWN and "ResNet-56: rec_lra has 1 seed of the 2" in v.text
+    v = judge("scaling.depth", **depth_files(models={"resnet56": "resnet32"}))
+    assert v.status == UNKNOWN and "ResNet-56: model resnet32 (the bar's: resnet56)" in v.text
+
+
+FULL_BUDGET = {"train_examples": 58000, "epochs": 5, "optimizer": "sgd", "learning_rate": 0.05,
+               "momentum": 0.9, "weight_decay": 5e-4, "augment": True, "batch_size": 128}
+FULL_CONFIG = dict(SGD_CONFIG, epochs=5, train_limit=None, warmup_epochs=1.0,
+                   schedule="cosine", augment=True)
+PRESET = "rec_lra-mirror_taps_warm_m32"
+
+
+def full(finals, budget=FULL_BUDGET):
+    return judge("scaling.full_data", accuracy_resnet20_full=finals_json(
+        finals, budget=budget, config=FULL_CONFIG))
+
+
+def test_full_data_claim_is_judged_on_rec_lra_as_the_preset_sets_it():
+    v = full({"bp": [0.925, 0.927], "rec_lra": [0.917, 0.919], PRESET: [0.922, 0.924]})
+    assert v.status == HOLDS, v.text
+    assert f"rec_lra as the preset sets it (`{PRESET}`)" in v.text
+    assert "0.30 points below backprop (criterion: no more than 0.5 below)" in v.text
+    assert "default rec_lra" in v.text and "0.80 points below backprop (outside the bar)" \
+        in v.text
+    v = full({"bp": [0.925, 0.927], PRESET: [0.917, 0.919]})
+    assert v.status == FAILS and "0.80 points below" in v.text
+    v = full({"bp": [0.925, 0.927], PRESET: [0.922]})
+    assert v.status == UNKNOWN and f"{PRESET} has 1 seed of the 2" in v.text
+    v = full({"bp": [0.925, 0.927], PRESET: [0.922, 0.924]},
+             budget=dict(FULL_BUDGET, epochs=3, train_examples=12800))
+    assert v.status == UNKNOWN and "train examples 12800 (the bar's: 58000)" in v.text
+    assert "epochs 3 (the bar's: at least 5)" in v.text
+
+
+def test_bfloat16_claims_compare_each_run_with_float32_of_its_seed():
+    f32 = finals_json({"bp": [0.853, 0.86], "rec_lra": [0.850, 0.84]})
+    bf16 = dict(CONFIG, mixed_precision="bfloat16")
+
+    def verdict(finals, float32=f32, config=bf16):
+        return judge("precision.resnet20_bfloat16", accuracy_resnet20=float32,
+                     accuracy_resnet20_bfloat16=finals_json(finals, config=config))
+
+    v = verdict({"bp": [0.855], "rec_lra": [0.848]})
+    assert v.status == HOLDS, v.text
     assert "rec_lra seed 0: 84.80% vs 85.00% in float32 (-0.20 points)" in v.text
-    v = verdict({"bp": [0.855], "rec_lra": [0.842]})  # -0.80
-    assert v.status == report.FAILS and "(-0.80 points)" in v.text
+    assert verdict({"bp": [0.855], "rec_lra": [0.842]}).status == FAILS  # -0.80
     v = verdict({"bp": [0.861], "rec_lra": [0.848]})  # +0.80: "within" is either side
-    assert v.status == report.FAILS and "bp seed 0: 86.10% vs 85.30% in float32 (+0.80" in v.text
-    v = verdict({"bp": [0.855], "rec_lra": [0.848]}, float32=resnet_json({"bp": [0.853]}))
-    assert v.status == report.UNKNOWN and "rec_lra seed 0 has no float32 run" in v.text
-    old = resnet_json({"bp": [0.853], "rec_lra": [0.850]}, changes={"rec_lra": {"beta": 0.1}},
-                      config={k: x for k, x in REV2_CONFIG.items() if k != "synapse_update"})
-    v = verdict({"bp": [0.855], "rec_lra": [0.848]}, float32=old)  # float32 before revision 2
-    assert v.status == report.UNKNOWN and "synapse_update recorded by one run only" in v.text
-    v = verdict({"bp": [0.855], "rec_lra": [0.848]}, config=dict(REV2_CONFIG,
-                                                                  mixed_precision="float16"))
-    assert v.status == report.UNKNOWN and "ran under float16 (the bar's: bfloat16)" in v.text
+    assert v.status == FAILS and "bp seed 0: 86.10% vs 85.30% in float32 (+0.80" in v.text
+    v = verdict({"bp": [0.855], "rec_lra": [0.848]}, float32=finals_json({"bp": [0.853]}))
+    assert v.status == UNKNOWN and "rec_lra seed 0 has no float32 run" in v.text
+    v = verdict({"bp": [0.855], "rec_lra": [0.848]}, config=dict(bf16, learning_rate=0.1))
+    assert v.status == UNKNOWN and "differs from its float32 run in learning_rate 0.1 vs" \
+        in v.text
+    v = verdict({"bp": [0.855], "rec_lra": [0.848]}, config=dict(CONFIG, mixed_precision="float16"))
+    assert v.status == UNKNOWN and "ran under float16 (the bar's: bfloat16)" in v.text
 
+
+def test_float16_headroom_claim():
     units = {"conv_0": {"max_abs_error": 3.2, "max_abs_displacement": 12.0,
                         "max_abs_pre_activation": 40.0, "finite": True},
              "head": {"max_abs_error": 0.9, "max_abs_displacement": 250.0,
                       "max_abs_pre_activation": 8.0, "finite": True}}
-    v = report.float16_headroom_verdict(units)
-    assert v.status == report.HOLDS and "largest |F e| 250 (head)" in v.text
-    hot = dict(units, conv_0=dict(units["conv_0"], max_abs_pre_activation=7e4))
-    v = report.float16_headroom_verdict(hot)
-    assert v.status == report.FAILS and "largest |h| 7e+04 (conv_0)" in v.text
-    broken = dict(units, head=dict(units["head"], finite=False))
-    assert report.float16_headroom_verdict(broken).status == report.FAILS
-    assert report.float16_headroom_verdict({}).status == report.UNKNOWN
+
+    def verdict(headroom):
+        return judge("precision.float16_headroom",
+                     speed_mixed_precision={"float16_headroom": headroom})
+
+    v = verdict(units)
+    assert v.status == HOLDS and "largest |F e| 250 (head)" in v.text
+    v = verdict(dict(units, conv_0=dict(units["conv_0"], max_abs_pre_activation=7e4)))
+    assert v.status == FAILS and "largest |h| 7e+04 (conv_0)" in v.text
+    assert verdict(dict(units, head=dict(units["head"], finite=False))).status == FAILS
 
 
-def chain_rows(per_rule):
-    """chain_length.json rows: `per_rule` {rule: [chain ops of resnet8, resnet20]}."""
-    return [{"model": m, "family": "resnet", "units": u, "blocks": 1, "rule": r, "chain_ops": c}
-            for r, ops in per_rule.items() for (m, u), c in zip((("r8", 8), ("r20", 20)), ops)]
+def alignment_rules(rec_aligned_at=30):
+    """alignment.angles' rules: rec_lra's synapses align by step 30 (or as given), wm's never,
+    fa's stay at about 90 degrees (no mirror)."""
+    def rule(synapses, aligned_at, first, last):
+        return {"test_accuracy": 0.8, "steps": [0, 10, 20, 30], "synapse_angle": synapses,
+                "final_angle": {"stem": last, "head": 0.0}, "first_angle_hidden_mean": first,
+                "final_angle_hidden_mean": last,
+                "steps_until_all_synapses_within_20deg": aligned_at}
+
+    return {"rec_lra": rule({"stem": [80.0, 30.0, 15.0, 10.0],
+                             "stage1_block1/conv_0": [85.0, 40.0, 18.0, 12.0],
+                             "stage2_block1/conv_0/shortcut": [88.0, 50.0, 25.0, 19.0]},
+                            rec_aligned_at, 85.0, 40.0),
+            "wm": rule({"stem": [80.0, 40.0, 30.0, 25.0]}, None, 86.0, 45.0),
+            "fa": rule({"stem": [90.0, 90.0, 90.0, 90.0]}, None, 88.0, 95.0)}
 
 
-def test_chain_verdict_says_the_default_grows_and_reports_the_skip_variant():
-    rows = chain_rows({"bp": [99, 261], "rec_lra": [139, 373], "rec_lra_skip": [40, 40]})
-    v = report.chain_verdict(rows)
-    assert v.status == report.FAILS
-    assert "passes targets unit by unit (feedback=\"adjacent\"), so its chain grows" in v.text
-    assert "rec_lra_skip (feedback=\"skip\": skip synapses to the block outputs) keeps it at " \
-           "40 ops" in v.text
-    v = report.chain_verdict(rows, "rec_lra_skip")
-    assert v.status == report.HOLDS and "r20: rec_lra_skip 40 ops vs bp 261" in v.text
-    rows = chain_rows({"bp": [99, 261], "rec_lra": [139, 373], "rec_lra_skip": [40, 90]})
-    assert "does not stay constant either" in report.chain_verdict(rows).text
-    assert report.chain_verdict(rows, "rec_lra_skip").status == report.FAILS
-    assert report.chain_verdict(chain_rows({"bp": [99, 261]}), "rec_lra_skip").status \
-        == report.UNKNOWN
+def test_alignment_claims_descent_and_mirror():
+    data = {"rules": alignment_rules()}
+    v = judge("alignment.resnet20_descent", alignment_resnet20=data)
+    assert v.status == HOLDS and "stem 40.0° (mean 40.0°; other rules' means: wm 45.0°, fa " \
+        "95.0°)" in v.text
+    v = judge("alignment.resnet20_mirror", alignment_resnet20=data)
+    assert v.status == HOLDS, v.text
+    assert "every synapse within 20° of its forward kernel from step 30 of 30 on" in v.text
+    assert "largest 19.0°, stage2_block1/conv_0/shortcut" in v.text and "wm never" in v.text
+    v = judge("alignment.resnet20_mirror", alignment_resnet20={"rules": alignment_rules(None)})
+    assert v.status == FAILS and "never every synapse within 20° within the budget" in v.text
+    wrong = {"rules": dict(alignment_rules(), rec_lra=dict(
+        alignment_rules()["rec_lra"], final_angle={"stem": 95.0, "head": 0.0}))}
+    assert judge("alignment.mlp_descent", alignment_mlp=wrong).status == FAILS
 
 
-def test_report_renders_the_revision2_and_mixed_precision_sections(tmp_path):
-    results = tmp_path / "benchmarks" / "results"
-    write(str(results), "resnet_accuracy", resnet_json(R20))
-    write(str(results), "resnet_ablation", dict(
-        resnet_json({"rec_lra": [0.85], "rec_lra-no_mirror": [0.40], "rec_lra-first": [0.45]},
-                    changes={"rec_lra-no_mirror": {"synapse_update": "lra"}}),
-        budget=dict(ADAM_BUDGET, ablations={"rec_lra-no_mirror": {"synapse_update": "lra"}})))
-    write(str(results), "resnet_sgd", resnet_json({"bp": [0.86, 0.862], "rec_lra": [0.84, 0.842]},
-                                                  SGD_BUDGET, SGD_CONFIG))
-    write(str(results), "step_time", step_json(STEP_CPU))
-    write(str(results), "resnet_accuracy_bf16", resnet_json(
-        {"bp": [0.856], "rec_lra": [0.848]}, config=dict(REV2_CONFIG, mixed_precision="bfloat16")))
-    write(str(results), "mixed_precision", {
-        "date": "2030-02-03", "settings": {"model": "resnet20", "batch_size": 128},
-        "results": [{"policy": p, "rule": r, "median_step_seconds": s, "median_cpu_seconds": s}
-                    for p, s in (("float32", 1.0), ("mixed_bfloat16", 1.5)) for r in ("bp",)],
-        "float16_headroom": {"conv_0": {"max_abs_error": 3.0, "max_abs_displacement": 9.0,
-                                        "max_abs_pre_activation": 30.0, "finite": True}},
-        "float16_max": 65504.0})
-    write(str(results), "chain_length", {"results": chain_rows(
-        {"bp": [99, 261], "rec_lra": [139, 373], "rec_lra_skip": [40, 40]})})
-    text = report.render(str(results), str(tmp_path / "BENCHMARKS.md"))
-
-    assert "| Revision 2: ResNet-20, rec_lra within 1.0 of bp and 10 above fa/dfa | **holds** |" \
-        in text
-    assert "| Revision 2: ResNet-20 SGD recipe, rec_lra within 1.5 of bp | **does not hold** |" \
-        in text
-    assert "| Revision 2: resnet18 CPU time rec_lra/bp <= 1.05 | **holds** |" in text
-    assert "| Revision 2: MLP, rec_lra within 0.3 of bp | **not measured** |" in text
-    assert "| Issue 12: mixed_bfloat16 within 0.5 of float32, ResNet-20 | **holds** |" in text
-    assert "| Issue 12: mixed_bfloat16 within 0.5 of float32, MLP | **not measured** |" in text
-    assert "| Issue 12: float16 headroom | **holds** |" in text
-    assert "| Parallelisable updates: chain length of the default rec_lra | **does not hold** |" \
-        in text
-    assert "| Parallelisable updates: chain length of rec_lra_skip | **holds** |" in text
-    assert "| Issue 3 (superseded): ResNet-20 accuracy bar |" in text
-    # The tables: every rule with its seeds and difference to bp; the ablation against the
-    # default with the settings from the file; the step cost with means and memory.
-    assert "| `wm` | 84.00 ± 0.00 [84.00, 84.00] (3 seeds) | 0, 1, 2 | -1.50 | 30.0 |" in text
-    assert ("| `rec_lra-no_mirror` | the weight mirror: F follows dF = gamma dW, so it stays as "
-            "random as it started | synapse_update=lra | 40.00 | -45.00 |") in text
-    assert "bp's run of the same seed and budget (resnet_accuracy.json): 85.50%." in text
-    assert "| `rec_lra` | 4.12 | 4.53 | 1.030 | 1.030 | 8.24 | 2100 | 1.05 |" in text
-    assert "The mirror's share of rec_lra's mean CPU time (what rec_lra_nomirror saves): 5.0%." \
-        in text
-    assert "| ResNet-20 | `rec_lra` | 0 | 85.00 | 84.80 | -0.20 | policy only |" in text
-    assert "| mixed_bfloat16 | `bp` | 1.50 | 1.50 | 1.50 | 1.50 |" in text
-    assert "(`python -m benchmarks.accuracy --seeds=0 --variants=bp,rec_lra " \
-           "--mixed_precision=bfloat16 --out=benchmarks/results/accuracy_mlp_bf16.json`)" in text
-    assert "(ResNet-20, the revision-2 issue's bar; issue 3's was 2.0)" in text
-    assert "| conv_0 | 3 | 9 | ? | 30 | True |" in text
-    assert all(len(w) == 1 for w in table_widths(text)), table_widths(text)
+def test_alignment_rows_reduce_the_series_to_first_and_last_probe():
+    rec = next(r for r in s.alignment_rows(alignment_rules()) if r["rule"] == "rec_lra")
+    assert rec["first_fw"] == pytest.approx((80 + 85 + 88) / 3)
+    assert rec["last_fw"] == pytest.approx((10 + 12 + 19) / 3)
+    assert (rec["worst_synapse"], rec["worst_fw"]) == ("stage2_block1/conv_0/shortcut", 19.0)
+    assert (rec["synapses"], rec["last_step"], rec["aligned_at"]) == (3, 30, 30)
 
 
-def test_config_differences_forgive_only_fields_added_later_at_their_old_value():
-    from benchmarks.report_rev2_verdicts import config_differences
+def test_export_parity_claim():
+    def rows(diff):
+        return {"rows": [{"model": "m", "savedmodel": {"max_abs_diff_probabilities": 1e-7},
+                          "onnx": {"max_abs_diff_probabilities": diff}}]}
 
-    old = {"learning_rate": 1e-3}  # a run from before the fields existed
-    keys = ("learning_rate", "mixed_precision", "mirror_normalise", "mirror_warm_start", "beta")
-    assert config_differences(old, {"learning_rate": 1e-3, "mixed_precision": "off",
-                                     "mirror_normalise": "positions",
-                                     "mirror_warm_start": None}, keys) == []
-    assert config_differences(old, {"learning_rate": 1e-3, "mixed_precision": "bfloat16",
-                                     "mirror_normalise": "taps", "beta": 0.1}, keys) == [
-        "mixed_precision recorded by one run only", "mirror_normalise recorded by one run only",
-        "beta recorded by one run only"]
-    assert config_differences({"mixed_precision": "off"}, {"mixed_precision": "float16"},
-                              keys) == ["mixed_precision off vs float16"]
-
-
-def test_report_renders_mirror_settings_beside_bp_of_the_same_seeds(tmp_path):
-    results = tmp_path / "benchmarks" / "results"
-    write(str(results), "resnet_sgd", resnet_json({"bp": [0.87, 0.88], "rec_lra": [0.85, 0.86]},
-                                                  SGD_BUDGET, SGD_CONFIG))
-    # Seed 1 only: compared with bp's seed-1 run (88.0), not with bp's mean.
-    m32 = {"mirror_batch": 32, "mirror_normalise": "taps", "mirror_warm_start": True}
-    write(str(results), "resnet_sgd_mirror", resnet_json(
-        {"rec_lra-m32": [0.875], "rec_lra-beta": [0.85]}, SGD_BUDGET, SGD_CONFIG,
-        changes={"rec_lra-m32": m32, "rec_lra-beta": {"beta": 0.01, "mirror_batch": None}},
-        seeds=[1]))
-    # An Adam run has no bp of its hyper-parameters in resnet_sgd: no difference is invented.
-    write(str(results), "resnet_mirror_options", resnet_json(
-        {"rec_lra-m32": [0.85]}, changes={"rec_lra-m32": m32}))
-    text = report.render(str(results), str(tmp_path / "BENCHMARKS.md"))
-
-    assert ("| `rec_lra-m32` | mirror_batch=32, mirror_normalise=taps, mirror_warm_start=True "
-            "| 1 | 87.50 | -0.50 |") in text
-    assert "| `rec_lra-beta` | beta=0.01 | 1 | 85.00 | -3.00 |" in text
-    assert ("| `rec_lra-m32` | mirror_batch=32, mirror_normalise=taps, mirror_warm_start=True "
-            "| 0 | 85.00 | — |") in text
-    assert all(len(w) == 1 for w in table_widths(text)), table_widths(text)
-
-
-def test_report_renders_the_committed_results(tmp_path):
-    """The results in the repository, whatever their schema (files from before revision 2
-    among them), render without error and the revision-2 bars say what they lack."""
-    results = os.path.join(REPO, "benchmarks", "results")
-    assert os.path.isdir(results), "benchmarks/results/ is part of the repository"
-    text = report.render(results, str(tmp_path / "BENCHMARKS.md"))
-    assert "## Revision 2: rec-LRA on ResNets" in text and "## Mixed precision (issue 12)" in text
-    assert "| Revision 2: MLP, rec_lra within 0.3 of bp |" in text
-    assert all(len(w) == 1 for w in table_widths(text)), table_widths(text)
+    v = judge("export.parity", export_artefacts=rows(2.4e-7))
+    assert v.status == HOLDS and "2.4e-07 (parity bar 1e-4)" in v.text
+    assert judge("export.parity", export_artefacts=rows(3e-4)).status == FAILS
