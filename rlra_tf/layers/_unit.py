@@ -1,6 +1,6 @@
 """What every aligned unit shares: activation, error-synapse weights and their initialisers.
 
-A *unit* (ALGORITHM.md section 2) is one parameterised operation `A_u`, an optional
+A *unit* (docs/ALGORITHM.md#words) is one parameterised operation `A_u`, an optional
 normalisation, an optional residual input and an element-wise activation:
 `h_u = N_u(A_u(z_{u-1})) + r_u`, `z_u = phi_u(h_u)`. The learning rules talk to a unit through
 the small interface defined here; the concrete layers fill in the operation.
@@ -90,12 +90,12 @@ class AlignedUnit(keras.layers.Layer):
     def norm_transpose(self, error, unit_trace):
         """Carry an error at this unit's pre-activation back through its own normalisation.
 
-        ALGORITHM.md 3.5a; a unit without normalisation returns `error` as it is.
+        docs/ALGORITHM.md#norm-transpose; a unit without normalisation returns `error` as it is.
         """
         return error
 
     def mirror_synapses(self, unit_trace):
-        """The adjacent synapses the mirror rule aligns (ALGORITHM.md 3.7).
+        """The adjacent synapses the mirror rule aligns (docs/ALGORITHM.md#mirror).
 
         Returns `(feedback variable, noise shape without the batch axis, estimate)` triples;
         `estimate(noise, normalise)` is the correlation `C` of the noise with the linear response it

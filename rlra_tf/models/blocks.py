@@ -1,4 +1,4 @@
-"""Blocks: runs of units that the rules treat as one (ALGORITHM.md section 2)."""
+"""Blocks: runs of units that the rules treat as one (docs/ALGORITHM.md#words)."""
 
 import keras
 import tensorflow as tf

@@ -2,7 +2,7 @@
 
 Each block owns its units (`unit_layers`, output unit last), traces them with every unit input
 held constant in the local path (`isolate`), and tells the rules how an error signal at its
-units reaches its input (`input_displacement`). ALGORITHM.md sections 2-4.
+units reaches its input (`input_displacement`). docs/ALGORITHM.md#words to #options.
 """
 
 import dataclasses

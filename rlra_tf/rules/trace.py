@@ -1,4 +1,4 @@
-"""The record of a forward pass that the learning rules read (ALGORITHM.md section 3.1)."""
+"""The record of a forward pass that the learning rules read (docs/ALGORITHM.md#forward-trace)."""
 
 import dataclasses
 from typing import Any, List
@@ -15,7 +15,7 @@ class UnitTrace:
         outputs: the activity `z_u = phi_u(h_u)`.
         linear: the linear response `A_u(z_{u-1})` (bias included) before the unit's own
             normalisation, when it has one (`None` otherwise): what carrying an error back
-            through that normalisation needs (ALGORITHM.md 3.5a).
+            through that normalisation needs (docs/ALGORITHM.md#norm-transpose).
         residual: the block input a projection shortcut inside the unit projects (`None`
             without a projection).
         shortcut_linear: the projection's linear response before its normalisation, when it
