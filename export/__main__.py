@@ -5,7 +5,11 @@ DIR/model_int8.tflite) and DIR/export_report.json, verifies every artefact again
 exits non-zero on any problem (see `export/cli.py` for the flags and exit codes).
 """
 
+from absl import flags
+
 from export import cli
+
+flags.adopt_module_key_flags(cli)  # --help lists the exporter's flags
 
 if __name__ == "__main__":
     cli.run("combined")

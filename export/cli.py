@@ -3,16 +3,23 @@
 `python -m export` (a folder with the formats of `--formats`), `python -m export.savedmodel` (a
 SavedModel folder), `python -m export.onnx` (one `.onnx` file) and `python -m export.tflite`
 (one `.tflite` file, and `<name>_int8.tflite` beside it with `--tflite_quantize=int8`) differ
-only in what `--out` names. Exit codes: 0 success, then `export_lib.EXIT_*` (2 bad argument, 3
-bad model file, 4 bad output location, 5 verification failed, 6 conversion failed); absl exits
-1 on a flag error.
+only in what `--out` names. `--help` of each lists these flags with their defaults.
+
+Exit codes, as for every binary of the project (`trainers/cli.py`): 0 success; 2 bad input
+(a flag, the model file, the output location), one line naming it; 5 verification failed;
+6 conversion failed. The converters' own output (tf2onnx, the TFLite converter) is shown only
+with `--verbosity=0` or higher.
 """
 
 import sys
 
-from absl import app, flags, logging
+from trainers import cli as binaries
 
-from export import export_lib
+binaries.quiet_start()
+
+from absl import flags  # noqa: E402
+
+from export import common  # noqa: E402
 
 _MODEL = flags.DEFINE_string("model", None, "The .keras file of an rlra_tf model.")
 _OUT = flags.DEFINE_string(
@@ -22,12 +29,12 @@ _OUT = flags.DEFINE_string(
     "export.onnx / export.tflite: the .onnx / .tflite file (its report goes beside it).",
 )
 _FORMATS = flags.DEFINE_list(
-    "formats", list(export_lib.DEFAULT_FORMATS),
-    f"python -m export only: any of {', '.join(export_lib.FORMATS)}.",
+    "formats", list(common.DEFAULT_FORMATS),
+    f"python -m export only: any of {', '.join(common.FORMATS)}.",
 )
 _OPSET = flags.DEFINE_integer(
-    "opset", export_lib.DEFAULT_OPSET,
-    f"ONNX opset, {export_lib.SUPPORTED_OPSETS[0]} to {export_lib.SUPPORTED_OPSETS[-1]} "
+    "opset", common.DEFAULT_OPSET,
+    f"ONNX opset, {common.SUPPORTED_OPSETS[0]} to {common.SUPPORTED_OPSETS[-1]} "
     "(what tf2onnx 1.17 supports).",
 )
 _RAW_UINT8_INPUT = flags.DEFINE_bool(
@@ -49,11 +56,11 @@ _DATASET = flags.DEFINE_string(
 )
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "tfds data folder for --dataset.")
 _BATCH_SIZES = flags.DEFINE_list(
-    "batch_sizes", [str(b) for b in export_lib.DEFAULT_BATCH_SIZES],
+    "batch_sizes", [str(b) for b in common.DEFAULT_BATCH_SIZES],
     "Batch sizes at which the artefacts are compared with Keras.",
 )
 _TOLERANCE = flags.DEFINE_float(
-    "tolerance", export_lib.DEFAULT_TOLERANCE,
+    "tolerance", common.DEFAULT_TOLERANCE,
     "Largest allowed max abs difference between an artefact's outputs and Keras'.",
 )
 _OVERWRITE = flags.DEFINE_bool(
@@ -67,16 +74,16 @@ _TFLITE_QUANTIZE = flags.DEFINE_string(
     "calibrated on training images of the dataset.",
 )
 _TFLITE_CALIBRATION_IMAGES = flags.DEFINE_integer(
-    "tflite_calibration_images", export_lib.DEFAULT_CALIBRATION_IMAGES,
+    "tflite_calibration_images", common.DEFAULT_CALIBRATION_IMAGES,
     "Training images in the int8 model's representative dataset.",
 )
 _TFLITE_EVAL_IMAGES = flags.DEFINE_integer(
     "tflite_eval_images", 0,
-    f"Test images (at least {export_lib.MIN_EVAL_IMAGES}) for the int8 model's top-1 "
+    f"Test images (at least {common.MIN_EVAL_IMAGES}) for the int8 model's top-1 "
     "agreement with Keras and its accuracy; 0: the whole test split.",
 )
 _TFLITE_MIN_AGREEMENT = flags.DEFINE_float(
-    "tflite_min_agreement", export_lib.DEFAULT_MIN_AGREEMENT,
+    "tflite_min_agreement", common.DEFAULT_MIN_AGREEMENT,
     "The int8 model fails the verification when its top-1 agreement with Keras on real test "
     "images is lower (on random images, without a dataset, it is only reported).",
 )
@@ -133,43 +140,45 @@ def int8_summary(entry):
 
 
 def main(argv, mode):
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
-    if not flags.FLAGS["verbosity"].present:
-        logging.set_verbosity(logging.WARNING)  # TensorFlow's INFO lines drown the summary
+    from export import export_lib
+
+    del argv  # `binaries.run` refuses arguments that are not flags
+    program = "export" if mode == "combined" else f"export.{mode}"
     formats = _FORMATS.value
     if mode != "combined":
         if flags.FLAGS["formats"].present and formats != [mode]:
-            print(f"export: error: --formats is for python -m export; export.{mode} writes "
-                  f"{mode} only, received: --formats={','.join(formats)}", file=sys.stderr)
-            return export_lib.EXIT_USAGE
+            binaries.fail(program, f"--formats is for python -m export; export.{mode} writes "
+                                   f"{mode} only, received: --formats={','.join(formats)}")
         formats = [mode]
     try:
-        report = export_lib.export_model(
-            _MODEL.value,
-            _OUT.value,
-            formats,
-            mode=mode,
-            opset=_OPSET.value,
-            raw_uint8_input=_RAW_UINT8_INPUT.value,
-            class_names=_CLASS_NAMES.value,
-            dataset=_DATASET.value,
-            data_dir=_DATA_DIR.value,
-            batch_sizes=",".join(_BATCH_SIZES.value),
-            tolerance=_TOLERANCE.value,
-            overwrite=_OVERWRITE.value,
-            seed=_SEED.value,
-            tflite_quantize=_TFLITE_QUANTIZE.value,
-            calibration_images=_TFLITE_CALIBRATION_IMAGES.value,
-            eval_images=_TFLITE_EVAL_IMAGES.value,
-            min_agreement=_TFLITE_MIN_AGREEMENT.value,
-        )
-    except export_lib.ExportError as e:
-        print(f"export: error: {e}", file=sys.stderr)
-        return e.exit_code
+        with binaries.quiet_output(flags.FLAGS["verbosity"].present,
+                                   expected=common.ExportError):
+            report = export_lib.export_model(
+                _MODEL.value,
+                _OUT.value,
+                formats,
+                mode=mode,
+                opset=_OPSET.value,
+                raw_uint8_input=_RAW_UINT8_INPUT.value,
+                class_names=_CLASS_NAMES.value,
+                dataset=_DATASET.value,
+                data_dir=_DATA_DIR.value,
+                batch_sizes=",".join(_BATCH_SIZES.value),
+                tolerance=_TOLERANCE.value,
+                overwrite=_OVERWRITE.value,
+                seed=_SEED.value,
+                tflite_quantize=_TFLITE_QUANTIZE.value,
+                calibration_images=_TFLITE_CALIBRATION_IMAGES.value,
+                eval_images=_TFLITE_EVAL_IMAGES.value,
+                min_agreement=_TFLITE_MIN_AGREEMENT.value,
+            )
+    except common.ExportError as e:
+        binaries.fail(program, str(e), e.exit_code)
     print(summary(report))
-    return 0
+    sys.stdout.flush()
 
 
 def run(mode):
-    app.run(lambda argv: main(argv, mode))
+    """Runs the binary of `mode` (`"combined"`, `"savedmodel"`, `"onnx"` or `"tflite"`)."""
+    program = "export" if mode == "combined" else f"export.{mode}"
+    binaries.run(lambda argv: main(argv, mode), program)

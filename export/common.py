@@ -18,10 +18,11 @@ import tensorflow as tf
 
 import rlra_tf
 
-# Exit codes of the binaries (0 is success).
-EXIT_USAGE = 2  # a bad argument (opset, formats, batch sizes, tolerance, dataset)
-EXIT_MODEL = 3  # the .keras file is missing, corrupt or not an rlra_tf model
-EXIT_OUTPUT = 4  # the output location is not writable, or not empty without overwrite
+# Exit codes of the binaries (0 is success), as every binary of the project has them
+# (`trainers/cli.py`): 2 for bad input, the others the exporter's own.
+EXIT_USAGE = 2  # bad input: an argument (opset, formats, batch sizes, tolerance, dataset), a
+#                 .keras file that is missing, corrupt or not an rlra_tf model, an output
+#                 location that cannot be written or is not empty without --overwrite
 EXIT_VERIFY = 5  # an artefact differs from Keras beyond the tolerance or holds feedback weights
 EXIT_CONVERSION = 6  # TensorFlow, tf2onnx or the TFLite converter failed to write an artefact
 

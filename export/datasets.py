@@ -16,6 +16,7 @@ import numpy as np
 
 from export.common import EXIT_USAGE, ExportError
 from export.serving import default_class_names, image_shape
+from rlra_tf import data
 
 
 def real_test_images(model, dataset="auto", count=8, data_dir=None):
@@ -28,13 +29,6 @@ def real_test_images(model, dataset="auto", count=8, data_dir=None):
     """
     if dataset in (None, "", "none"):
         return None, {"skipped": "no dataset requested"}
-    try:
-        from rlra_tf import data
-    except ImportError as e:
-        if dataset != "auto":
-            raise ExportError(f"Cannot use --dataset={dataset}: rlra_tf.data is not importable "
-                              f"({e})", EXIT_USAGE) from e
-        return None, {"skipped": f"rlra_tf.data is not importable ({e})"}
     shape = image_shape(model)
     if dataset == "auto":
         candidates = [
@@ -74,8 +68,6 @@ def labelled_batches(name, split, count=None, data_dir=None, batch_size=1000):
     images in [0, 1] and int labels. Raises `data.DatasetUnavailableError` when the dataset is
     not available offline.
     """
-    from rlra_tf import data
-
     batch_size = min(batch_size, count) if count else batch_size
     for x, y in data.load(name, split, batch_size, shuffle=False, limit=count, data_dir=data_dir):
         yield np.asarray(x, np.float32), np.asarray(y)
@@ -117,10 +109,8 @@ def dataset_class_names(model, dataset, real_note):
     if name in (None, "", "none", "auto"):
         return default_class_names(model)
     try:
-        from rlra_tf import data
-
         names = list(data.info(name).class_names)
-    except (ImportError, ValueError):
+    except ValueError:
         return default_class_names(model)
     return names if len(names) == model.num_classes else default_class_names(model)
 

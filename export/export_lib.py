@@ -26,8 +26,8 @@ This module is the orchestration layer of `export/`; imports run one way, down t
     datasets, verification, serving,      the shared layer: the dataset used, the checks
     common                                against Keras, ServingModule, names, exit codes, errors
 
-The names of the layers below are re-exported here, so `export_lib.ExportError`,
-`export_lib.EXIT_*`, `export_lib.load_aligned_model`, ... keep working.
+Callers import a name from the module that defines it (`export.common.ExportError`,
+`export.serving.load_aligned_model`, ...).
 """
 
 import datetime
@@ -45,22 +45,11 @@ from export.common import (
     DEFAULT_MIN_AGREEMENT,
     DEFAULT_OPSET,
     DEFAULT_TOLERANCE,
-    EXIT_CONVERSION,
-    EXIT_MODEL,
-    EXIT_OUTPUT,
     EXIT_USAGE,
     EXIT_VERIFY,
-    FORMATS,
     INPUT_NAME,
     MIN_EVAL_IMAGES,
-    ONNX_NAME,
     OUTPUT_NAMES,
-    REPORT_NAME,
-    SAVEDMODEL_ENTRIES,
-    SAVEDMODEL_NAME,
-    SUPPORTED_OPSETS,
-    TFLITE_NAME,
-    TFLITE_QUANTIZE,
     ExportError,
     check_batch_sizes,
     check_formats,
@@ -70,7 +59,6 @@ from export.common import (
     check_tflite_quantize,
     check_tolerance,
     path_bytes,
-    timed,
     versions,
 )
 from export.datasets import (
@@ -80,46 +68,16 @@ from export.datasets import (
     labelled_images,
     real_test_images,
 )
-from export.output import OutputLayout, int8_path, layout_for, prepare_output
+from export.output import int8_path, layout_for, prepare_output
 from export.serving import (
     SERVING_DTYPE,
     ServingModule,
-    default_class_names,
     dtype_policies,
     float32_model,
     image_shape,
-    input_convention,
     load_aligned_model,
 )
-from export.verification import (
-    compare,
-    feedback_matches,
-    keras_outputs,
-    run_forward,
-    verification_inputs,
-    verify,
-)
-
-__all__ = [
-    # common
-    "DEFAULT_BATCH_SIZES", "DEFAULT_CALIBRATION_IMAGES", "DEFAULT_FORMATS",
-    "DEFAULT_MIN_AGREEMENT", "DEFAULT_OPSET", "DEFAULT_TOLERANCE", "EXIT_CONVERSION",
-    "EXIT_MODEL", "EXIT_OUTPUT", "EXIT_USAGE", "EXIT_VERIFY", "FORMATS", "INPUT_NAME",
-    "MIN_EVAL_IMAGES", "ONNX_NAME", "OUTPUT_NAMES", "REPORT_NAME", "SAVEDMODEL_ENTRIES",
-    "SAVEDMODEL_NAME", "SUPPORTED_OPSETS", "TFLITE_NAME", "TFLITE_QUANTIZE", "ExportError",
-    "check_batch_sizes", "check_formats", "check_fraction", "check_image_count", "check_opset",
-    "check_tflite_quantize", "check_tolerance", "path_bytes", "timed", "versions",
-    # datasets, output, serving, verification
-    "dataset_class_names", "dataset_from_run_config", "labelled_batches", "labelled_images",
-    "real_test_images",
-    "OutputLayout", "int8_path", "layout_for", "prepare_output",
-    "SERVING_DTYPE", "ServingModule", "default_class_names", "dtype_policies", "float32_model",
-    "image_shape", "input_convention", "load_aligned_model",
-    "compare", "feedback_matches", "keras_outputs", "run_forward", "verification_inputs",
-    "verify",
-    # this module
-    "export_model",
-]
+from export.verification import keras_outputs, verification_inputs
 
 
 def export_model(

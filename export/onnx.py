@@ -5,7 +5,11 @@ input convention in its metadata) and export_report.json beside it, and verifies
 Keras with onnxruntime (flags: `export/cli.py`).
 """
 
+from absl import flags
+
 from export import cli
+
+flags.adopt_module_key_flags(cli)  # --help lists the exporter's flags
 
 if __name__ == "__main__":
     cli.run("onnx")

@@ -13,7 +13,6 @@ import shutil
 import tempfile
 
 from export.common import (
-    EXIT_OUTPUT,
     EXIT_USAGE,
     ONNX_NAME,
     REPORT_NAME,
@@ -106,7 +105,7 @@ def prepare_output(layout, overwrite, mode="combined"):
     """
     folder = layout.folder
     if os.path.exists(folder) and not os.path.isdir(folder):
-        raise ExportError(f"Output folder {folder} exists and is not a folder", EXIT_OUTPUT)
+        raise ExportError(f"Output folder {folder} exists and is not a folder", EXIT_USAGE)
     if os.path.isdir(folder):
         present = sorted(os.listdir(folder))
         ours = [e for e in layout.entries if e in present]
@@ -116,7 +115,7 @@ def prepare_output(layout, overwrite, mode="combined"):
             what = (f"Output {layout.onnx or layout.tflite} or its report already exists"
                     if mode in _FILE_MODES else f"Output folder {folder} is not empty")
             raise ExportError(f"{what} (holds {shown}); pass --overwrite to replace the "
-                              "export artefacts", EXIT_OUTPUT)
+                              "export artefacts", EXIT_USAGE)
     try:
         os.makedirs(folder, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
@@ -124,7 +123,7 @@ def prepare_output(layout, overwrite, mode="combined"):
     except OSError as e:
         raise ExportError(
             f"Output folder {folder} is not writable ({e.strerror or e}): choose another --out",
-            EXIT_OUTPUT,
+            EXIT_USAGE,
         ) from e
     if overwrite:
         for entry in layout.entries:
@@ -136,4 +135,4 @@ def prepare_output(layout, overwrite, mode="combined"):
                     os.remove(path)
             except OSError as e:
                 raise ExportError(f"Cannot remove the old artefact {path} ({e})",
-                                  EXIT_OUTPUT) from e
+                                  EXIT_USAGE) from e

@@ -25,41 +25,41 @@ import keras
 import tensorflow as tf
 from tensorflow.core.framework import types_pb2
 
-from export.common import EXIT_CONVERSION, EXIT_MODEL, EXIT_USAGE, INPUT_NAME, ExportError
+from export.common import EXIT_CONVERSION, EXIT_USAGE, INPUT_NAME, ExportError
 from rlra_tf.models import AlignedModel
 
 
 def load_aligned_model(path):
     """Loads a `.keras` file and returns the `AlignedModel` in it (without optimiser state).
 
-    Raises `ExportError` (exit code `EXIT_MODEL`) when the file is missing, is not a `.keras`
+    Raises `ExportError` (exit code `EXIT_USAGE`) when the file is missing, is not a `.keras`
     archive, cannot be deserialised, or holds a model that is not an rlra_tf `AlignedModel`.
     """
     if not path:
         raise ExportError("Expected the path of a .keras file, received: model=''", EXIT_USAGE)
     path = os.fspath(path)
     if not os.path.exists(path):
-        raise ExportError(f"Model file not found: {path}", EXIT_MODEL)
+        raise ExportError(f"Model file not found: {path}", EXIT_USAGE)
     if os.path.isdir(path):
         raise ExportError(
             f"Expected a .keras file, received a folder: {path} (a SavedModel cannot be "
             "re-exported: it holds no Keras model)",
-            EXIT_MODEL,
+            EXIT_USAGE,
         )
     if not path.endswith(".keras"):
         raise ExportError(
-            f"Expected a Keras 3 model file ending in .keras, received: {path}", EXIT_MODEL
+            f"Expected a Keras 3 model file ending in .keras, received: {path}", EXIT_USAGE
         )
     corrupt = f"{path} is not a valid .keras archive (corrupt or truncated)"
     if not zipfile.is_zipfile(path):
-        raise ExportError(f"{corrupt}: it is not a zip file", EXIT_MODEL)
+        raise ExportError(f"{corrupt}: it is not a zip file", EXIT_USAGE)
     try:
         with zipfile.ZipFile(path) as archive:
             config = json.loads(archive.read("config.json"))
     except (KeyError, ValueError, OSError, zipfile.BadZipFile) as e:
-        raise ExportError(f"{corrupt}: cannot read its config.json ({e})", EXIT_MODEL) from e
+        raise ExportError(f"{corrupt}: cannot read its config.json ({e})", EXIT_USAGE) from e
     if not isinstance(config, dict):
-        raise ExportError(f"{corrupt}: its config.json is not a model config", EXIT_MODEL)
+        raise ExportError(f"{corrupt}: its config.json is not a model config", EXIT_USAGE)
     class_name = config.get("class_name")
     registered = str(config.get("registered_name") or class_name)
     not_ours = (
@@ -70,12 +70,12 @@ def load_aligned_model(path):
         model = keras.saving.load_model(path, compile=False)
     except Exception as e:  # Keras raises many types for a bad archive or an unknown class.
         if not registered.startswith("rlra_tf>"):
-            raise ExportError(f"{not_ours} ({type(e).__name__}: {e})", EXIT_MODEL) from e
+            raise ExportError(f"{not_ours} ({type(e).__name__}: {e})", EXIT_USAGE) from e
         raise ExportError(
-            f"{corrupt}: Keras cannot load it ({type(e).__name__}: {e})", EXIT_MODEL
+            f"{corrupt}: Keras cannot load it ({type(e).__name__}: {e})", EXIT_USAGE
         ) from e
     if not isinstance(model, AlignedModel):
-        raise ExportError(not_ours, EXIT_MODEL)
+        raise ExportError(not_ours, EXIT_USAGE)
     return model
 
 
@@ -87,7 +87,7 @@ def image_shape(model):
             f"Model {model.name!r} was not built with a fixed example shape (build config "
             f"input_shape={shape!r}); build it with model.build((None, height, width, "
             "channels)) before saving",
-            EXIT_MODEL,
+            EXIT_USAGE,
         )
     return tuple(int(d) for d in shape[1:])
 

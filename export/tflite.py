@@ -7,7 +7,11 @@ training images), and export_report.json; verifies them against Keras with the T
 interpreter (flags: `export/cli.py`).
 """
 
+from absl import flags
+
 from export import cli
+
+flags.adopt_module_key_flags(cli)  # --help lists the exporter's flags
 
 if __name__ == "__main__":
     cli.run("tflite")

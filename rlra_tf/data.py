@@ -52,7 +52,6 @@ import urllib.parse
 import urllib.request
 
 import tensorflow as tf
-import tensorflow_datasets as tfds
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet2012")
 SPLITS = ("train", "validation", "test")
@@ -250,6 +249,7 @@ def load(
         ValueError: for an unknown `name` or `split`, or a non-positive `batch_size`/`limit`.
         DatasetUnavailableError: if the dataset is not prepared and cannot be prepared.
     """
+    import tensorflow_datasets as tfds  # imported when used: `import rlra_tf.data` stays light
     ds_info = info(name)
     if split not in SPLITS:
         raise ValueError(f"Expected split to be one of {SPLITS}, received: split={split!r}")
@@ -409,6 +409,7 @@ def _resize_and_center_crop(image):
 
 def _prepared_builder(name, data_dir, manual_dir):
     """Returns a tfds builder whose data is prepared in `data_dir`, preparing it if needed."""
+    import tensorflow_datasets as tfds  # imported when used: `import rlra_tf.data` stays light
     data_dir = data_dir or os.environ.get("TFDS_DATA_DIR") or None
     if data_dir is not None:
         data_dir = os.path.expanduser(os.fspath(data_dir))
@@ -450,6 +451,7 @@ def _local_fashion_mnist_builder_cls():
     Defined lazily (and once) so that importing this module does not import tfds' dataset
     modules; `skip_registration` keeps it out of tfds' registry, so the name cannot clash.
     """
+    import tensorflow_datasets as tfds  # imported when used: `import rlra_tf.data` stays light
     fashion_mnist_cls = tfds.builder_cls("fashion_mnist")
 
     class LocalFashionMNIST(fashion_mnist_cls, skip_registration=True):
@@ -472,6 +474,7 @@ def _local_fashion_mnist_builder_cls():
 
 
 def _prepare_fashion_mnist(builder, local_dir, data_dir):
+    import tensorflow_datasets as tfds  # imported when used: `import rlra_tf.data` stays light
     local_builder = _local_fashion_mnist_builder_cls()(local_dir=local_dir, data_dir=data_dir)
     config = tfds.download.DownloadConfig(manual_dir=local_dir, try_download_gcs=False)
     try:
@@ -518,6 +521,7 @@ def _prepare_with_tfds(builder, manual_dir, check, failure):
     `_make_download_manager` is private tfds API (4.9); should it disappear, tfds is simply left
     to fail on its own.
     """
+    import tensorflow_datasets as tfds  # imported when used: `import rlra_tf.data` stays light
     make_download_manager = getattr(builder, "_make_download_manager", None)
     if make_download_manager is not None:
 

@@ -1,4 +1,4 @@
-"""Alignment diagnostics (ALGORITHM.md section 5) and the update-chain measurement.
+"""Alignment diagnostics (docs/ALGORITHM.md#diagnostics) and the update-chain measurement.
 
 Pure functions:
 - `angle_degrees(a, b)`: the angle between two tensors seen as flat vectors.
@@ -6,8 +6,8 @@ Pure functions:
   gradient of the mean cross-entropy on the same weights and batch, the norms of the error
   unit, of the update, of the gradient and of the weights, and the angle between the feedback
   kernel `F` and the forward kernel `W` (and between a projection's synapse and kernel): with the
-  mirror (ALGORITHM.md 3.7) these fall from about 90 degrees as `F` aligns. Model state (BatchNorm
-  moving statistics, seeds) is left exactly as it was.
+  mirror (docs/ALGORITHM.md#mirror) these fall from about 90 degrees as `F` aligns. Model
+  state (BatchNorm moving statistics, seeds) is left exactly as it was.
 - `update_chain(model, input_shape)`: the length of the longest chain of dependent operations
   between the logits and the last weight update in the traced per-replica update computation.
 

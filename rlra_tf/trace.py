@@ -1,5 +1,4 @@
-"""The record of a forward pass that the learning rules read (docs/ALGORITHM.md, "One training
-step").
+"""The record of a forward pass that the learning rules read (docs/ALGORITHM.md#forward-trace).
 
 The models build it (`AlignedModel.trace`, each block's `trace`), the rules read it; it lives
 apart from both so that neither imports the other for it.

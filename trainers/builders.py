@@ -7,12 +7,13 @@ that quotes them), `make_optimizer` the optimiser with its warm-up schedule and
 """
 
 import contextlib
-import importlib
 
 import keras
 
-from rlra_tf import models as models_lib
 from rlra_tf import rules, schedules
+from rlra_tf.models.mlp import mlp
+from rlra_tf.models.resnet import PRESETS as RESNET_PRESETS
+from rlra_tf.models.resnet import resnet
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = schedules.DECAYS
@@ -26,18 +27,8 @@ NO_DECAY = ("bias", "gamma", "beta")
 
 
 def model_names():
-    """`"mlp"` and the ResNet presets of `rlra_tf.models.resnet` (when that module exists)."""
-    names = ["mlp"]
-    try:
-        resnet = _resnet_module()
-    except ImportError:  # an install without the ResNets still trains MLPs
-        return tuple(names)
-    return tuple(names + sorted(resnet.PRESETS))
-
-
-def _resnet_module():
-    # By module path: `rlra_tf.models.resnet` is also the name of the builder function.
-    return importlib.import_module("rlra_tf.models.resnet")
+    """`"mlp"` and the ResNet presets of `rlra_tf.models.resnet`."""
+    return ("mlp",) + tuple(sorted(RESNET_PRESETS))
 
 
 def build_model(config, ds_info):
@@ -46,7 +37,7 @@ def build_model(config, ds_info):
     if config.normalize:
         kwargs.update(input_mean=ds_info.mean, input_std=ds_info.std)
     if config.model == "mlp":
-        return models_lib.mlp(
+        return mlp(
             ds_info.image_shape,
             hidden_units=config.hidden_units,
             num_classes=ds_info.num_classes,
@@ -54,7 +45,7 @@ def build_model(config, ds_info):
             block_size=config.block_size,
             **kwargs,
         )
-    return _resnet_module().resnet(
+    return resnet(
         config.model,
         input_shape=ds_info.image_shape,
         num_classes=ds_info.num_classes,

@@ -1,24 +1,19 @@
 """Checking a `Config` before anything is read or written (pure Python).
 
 `validate` raises `TrainerError` for the first setting that cannot work, quoting the value it
-received; `check_dataset` compares the model's fixed image shape and class count, if set, with
-the dataset's.
+received: every field against the type, choices and range its declaration in
+`trainers/presets.py` gives, then what involves several fields, then the rule (built from its
+parameters, so the rule's own checks apply). `check_dataset` compares the model's fixed image
+shape and class count, if set, with the dataset's.
 """
 
+import dataclasses
 import math
 
 import numpy as np
 
-from rlra_tf import data, distribute, rules
 from trainers import presets
-from trainers.builders import (
-    JIT_COMPILE,
-    MIXED_PRECISION,
-    OPTIMIZERS,
-    SCHEDULES,
-    make_rule,
-    model_names,
-)
+from trainers.builders import make_rule
 from trainers.errors import TrainerError, fail
 
 
@@ -45,29 +40,38 @@ def _number(name, value, low=0.0, high=None, low_open=False, high_open=True):
         fail(f"Expected a number {lo}{hi} for {name}, received: {name}={value!r}")
 
 
+def _check_field(field, value):
+    """The declared choices and range of one field (`presets.setting`)."""
+    optional = field.default is None
+    if value is None and optional:
+        return
+    choices = field.metadata.get("choices")
+    if choices is not None:
+        _choice(field.name, value, choices)
+    check = field.metadata.get("check")
+    if check is None:
+        return
+    kind = check[0]
+    if kind == "int":
+        _int(field.name, value, check[1])
+    elif kind == "ints":
+        if not isinstance(value, tuple):
+            fail(f"Expected a tuple of integers for {field.name}, received: "
+                 f"{field.name}={value!r}")
+        for v in value:
+            _int(f"{field.name}[i]", v, check[1])
+    else:
+        _number(field.name, value, *check[1:])
+
+
 def validate(config):
     """Raises `TrainerError` for the first setting of `config` that cannot work."""
     if not isinstance(config, presets.Config):
         fail(f"Expected a trainers.presets.Config, received: {type(config).__name__}")
-    _choice("dataset", config.dataset, data.DATASETS)
-    _choice("model", config.model, model_names())
-    _choice("rule", config.rule, rules.NAMES)
-    _choice("optimizer", config.optimizer, OPTIMIZERS)
-    _choice("schedule", config.schedule, SCHEDULES)
-    _choice("strategy", config.strategy, distribute.STRATEGIES)
-    _choice("jit_compile", config.jit_compile, tuple(JIT_COMPILE))
-    _choice("mixed_precision", config.mixed_precision, tuple(MIXED_PRECISION))
-    _int("epochs", config.epochs)
-    _int("batch_size", config.batch_size)
-    _number("learning_rate", config.learning_rate, low_open=True)
-    _number("momentum", config.momentum, 0.0, 1.0)
-    _number("weight_decay", config.weight_decay)
-    _number("label_smoothing", config.label_smoothing, 0.0, 1.0)
+    for field in dataclasses.fields(config):
+        _check_field(field, getattr(config, field.name))
     _number("warmup_epochs", config.warmup_epochs, 0.0, config.epochs)
-    _number("step_factor", config.step_factor, low_open=True)
     steps = list(config.step_epochs)
-    for e in steps:
-        _int("step_epochs[i]", e)
     if steps != sorted(set(steps)) or (steps and steps[-1] >= config.epochs):
         fail(
             "Expected increasing step_epochs below epochs, received: "
@@ -77,35 +81,21 @@ def validate(config):
         fail("schedule='step' needs step_epochs (the epochs at which the rate drops)")
     if not config.hidden_units:
         fail(f"Expected at least one hidden layer, received: hidden_units={config.hidden_units!r}")
-    for w in config.hidden_units:
-        _int("hidden_units[i]", w)
-    _int("block_size", config.block_size)
-    _int("width", config.width, optional=True)
-    _int("num_classes", config.num_classes, optional=True)
-    if config.image_shape is not None:
-        if len(config.image_shape) != 3:
-            fail(
-                "Expected image_shape=(height, width, channels), received: "
-                f"image_shape={config.image_shape!r}"
-            )
-        for s in config.image_shape:
-            _int("image_shape[i]", s)
-    _int("train_limit", config.train_limit, optional=True)
-    _int("eval_limit", config.eval_limit, optional=True)
+    if config.image_shape is not None and len(config.image_shape) != 3:
+        fail(
+            "Expected image_shape=(height, width, channels), received: "
+            f"image_shape={config.image_shape!r}"
+        )
     if config.train_limit is not None and config.train_limit < config.batch_size:
         fail(
             f"train_limit={config.train_limit} is smaller than batch_size={config.batch_size}: "
             "not one full training batch"
         )
-    _int("seed", config.seed, minimum=0)
-    _int("backup_every", config.backup_every, minimum=0)
-    _int("diagnostics_every", config.diagnostics_every, minimum=0)
-    _int("steps_per_execution", config.steps_per_execution)
     if config.diagnostics_every and config.steps_per_execution > 1:
         fail("diagnostics_every needs steps_per_execution=1 (probes run between steps)")
     try:
         make_rule(config)
-    except ValueError as err:
+    except (TypeError, ValueError) as err:
         raise TrainerError(str(err)) from None
 
 

@@ -1,17 +1,30 @@
-r"""Evaluate a saved model: `python -m trainers.evaluate --model=runs/fmnist_mlp`.
+r"""Evaluate a saved model: `python -m trainers.evaluate --model=runs/fmnist_mlp/model.keras`.
 
-`--model` is a `.keras` file or a run directory (whose `config.json` supplies the dataset).
-Prints accuracy, loss and the confusion matrix; `--output=FILE.json` also writes them.
-Bad input exits with status 2 and a message.
+`--model` is a `.keras` file or a run directory. The dataset and data folders are the run's
+(the trainer's `config.json` beside the file, or one folder up for `checkpoints/*.keras`);
+without one, the only dataset whose image shape and class count fit the model, else
+`--dataset` must say. Prints accuracy, loss and the confusion matrix; `--output=FILE.json`
+also writes them.
+
+Exit status: 0 evaluated; 2 bad input (a flag, a missing or unloadable model, a dataset that
+is unknown, unavailable or does not fit the model, labels outside its classes, an
+`--output` that cannot be written), with one line naming it (`trainers/cli.py`).
 """
 
 import json
-import sys
+import os
 
-from absl import app, flags
+from trainers import cli
+
+cli.quiet_start()
+
+from absl import flags  # noqa: E402
+
+PROGRAM = "rlra-evaluate"
 
 _MODEL = flags.DEFINE_string("model", None, "A .keras file or a run directory.", required=True)
-_DATASET = flags.DEFINE_string("dataset", None, "Dataset (default: the run's).")
+_DATASET = flags.DEFINE_string(
+    "dataset", None, "Dataset (default: the run's, else the only one that fits the model).")
 _SPLIT = flags.DEFINE_string("split", "test", "train, validation or test.")
 _BATCH_SIZE = flags.DEFINE_integer("batch_size", 256, "Batch size.")
 _LIMIT = flags.DEFINE_integer("limit", None, "Evaluate only the first N examples.")
@@ -21,28 +34,35 @@ _OUTPUT = flags.DEFINE_string("output", None, "Also write the results to this JS
 
 
 def main(argv):
+    del argv  # `cli.run` refuses arguments that are not flags
     from trainers import evaluate_lib
+    from trainers.errors import TrainerError
 
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {' '.join(argv[1:])}")
+    output = _OUTPUT.value
+    if output:
+        folder = os.path.dirname(os.path.abspath(output))
+        if os.path.isdir(output):
+            cli.fail(PROGRAM, f"Cannot write --output={output}: it is a folder")
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK):
+            cli.fail(PROGRAM, f"Cannot write --output={output}: {folder} is not a writable "
+                              "folder")
     try:
         result = evaluate_lib.evaluate(
             _MODEL.value, dataset=_DATASET.value, split=_SPLIT.value,
             batch_size=_BATCH_SIZE.value, data_dir=_DATA_DIR.value,
             manual_dir=_MANUAL_DIR.value, limit=_LIMIT.value,
         )
-    except evaluate_lib.TrainerError as err:
-        print(f"rlra-evaluate: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+    except TrainerError as err:
+        cli.fail(PROGRAM, str(err), err.exit_code)
     print(evaluate_lib.format_report(result))
-    if _OUTPUT.value:
-        with open(_OUTPUT.value, "w") as f:
+    if output:
+        with open(output, "w") as f:
             json.dump(result, f, indent=2)
 
 
 def run():
     """Console-script entry point."""
-    app.run(main)
+    cli.run(main, PROGRAM)
 
 
 if __name__ == "__main__":

@@ -8,31 +8,67 @@ import tensorflow as tf
 
 import rlra_tf  # noqa: F401  (registers the layers, models and schedules for loading)
 from rlra_tf import data
+from rlra_tf.models.aligned_model import checked_class_ids
 from trainers.errors import TrainerError
+from trainers.input_pipeline import bad_labels_message
 from trainers.workdirs import CONFIG_FILE, MODEL_FILE, read_json
 
 
-def resolve(path, dataset=None, data_dir=None, manual_dir=None):
-    """`(model file, dataset, data_dir, manual_dir)` from a model file or a run directory.
+def run_config(model_file):
+    """`(config dict, path)` of the trainer's `config.json` that belongs to `model_file`: in
+    its folder (`WORKDIR/model.keras`) or the one above (`WORKDIR/checkpoints/last.keras`);
+    `(None, None)` if there is none."""
+    folder = os.path.dirname(os.path.abspath(model_file))
+    for candidate in (folder, os.path.dirname(folder)):
+        path = os.path.join(candidate, CONFIG_FILE)
+        if tf.io.gfile.exists(path):
+            try:
+                config = read_json(path)
+            except ValueError:
+                continue
+            if isinstance(config, dict) and config.get("dataset"):
+                return config, path
+    return None, None
 
-    A run directory supplies its `model.keras` and, for what is not given, the dataset and
-    data folders of its `config.json`.
+
+def datasets_matching(model):
+    """The datasets of `rlra_tf.data` whose image shape and class count are the model's."""
+    shape = _input_shape(model)
+    return [n for n in data.DATASETS
+            if data.info(n).num_classes == _num_classes(model)
+            and (shape is None or tuple(data.info(n).image_shape) == shape)]
+
+
+def _num_classes(model):
+    return getattr(model, "num_classes", None) or int(model.output_shape[-1])
+
+
+def _input_shape(model):
+    build = (model.get_build_config() or {}).get("input_shape")
+    return None if build is None else tuple(build[1:])
+
+
+def resolve(path, dataset=None, data_dir=None, manual_dir=None):
+    """`(model file, dataset or None, data_dir, manual_dir)` from a model file or a run
+    directory.
+
+    A run directory supplies its `model.keras`; a model file the run's `config.json` beside
+    it (or one folder up, for `checkpoints/*.keras`). That config gives what is not passed:
+    the dataset and the data folders. Without one the dataset stays `None` (`evaluate` then
+    takes the only dataset that fits the model).
     """
     path = os.fspath(path)
     if tf.io.gfile.isdir(path):
-        config_path = os.path.join(path, CONFIG_FILE)
-        if tf.io.gfile.exists(config_path):
-            config = read_json(config_path)
-            dataset = dataset or config.get("dataset")
-            data_dir = data_dir or config.get("data_dir")
-            manual_dir = manual_dir or config.get("manual_dir")
         path = os.path.join(path, MODEL_FILE)
     if not tf.io.gfile.exists(path):
         raise TrainerError(
             f"No saved model at {path!r} (expected a .keras file or a run directory)"
         )
-    if dataset is None:
-        raise TrainerError(f"Which dataset? Pass dataset= (one of {list(data.DATASETS)})")
+    config, _ = run_config(path)
+    if config is not None:
+        dataset = dataset or config.get("dataset")
+        data_dir = data_dir or config.get("data_dir")
+        manual_dir = manual_dir or config.get("manual_dir")
     return path, dataset, data_dir, manual_dir
 
 
@@ -45,11 +81,13 @@ def evaluate(path, dataset=None, split="test", batch_size=256, data_dir=None, ma
         (rows: true class, columns: predicted class), `class_names`, `dataset`, `split`.
 
     Raises:
-        TrainerError: unknown dataset or split, missing model or data, or a model whose input
-            shape or class count does not match the dataset.
+        TrainerError: unknown dataset or split, missing model or data, a dataset that
+            cannot be told (no config.json beside the model, and not exactly one dataset of
+            its shape), a model whose input shape or class count does not match the dataset,
+            or labels outside its classes.
     """
     path, dataset, data_dir, manual_dir = resolve(path, dataset, data_dir, manual_dir)
-    if dataset not in data.DATASETS:
+    if dataset is not None and dataset not in data.DATASETS:
         raise TrainerError(
             f"Unknown dataset, received: dataset={dataset!r}. Expected one of {list(data.DATASETS)}"
         )
@@ -63,20 +101,29 @@ def evaluate(path, dataset=None, split="test", batch_size=256, data_dir=None, ma
             raise TrainerError(
                 f"Expected a positive integer for {name}, received: {name}={value!r}"
             )
-    ds_info = data.info(dataset)
     try:
         model = keras.saving.load_model(path, compile=False)
     except (OSError, ValueError, TypeError) as err:
         raise TrainerError(f"Cannot load a model from {path!r}: {err}") from None
-    num_classes = getattr(model, "num_classes", None) or int(model.output_shape[-1])
+    if dataset is None:
+        matching = datasets_matching(model)
+        if len(matching) != 1:
+            fits = (f"{' and '.join(matching)} fit the model" if matching else
+                    "no dataset of rlra_tf.data fits the model")
+            raise TrainerError(
+                f"Which dataset? {path} has no trainer's config.json beside it and {fits}; "
+                f"pass --dataset (one of {', '.join(data.DATASETS)})")
+        dataset = matching[0]
+    ds_info = data.info(dataset)
+    num_classes = _num_classes(model)
     if num_classes != ds_info.num_classes:
         raise TrainerError(
             f"The model has {num_classes} classes but {dataset} has {ds_info.num_classes}"
         )
-    build = (model.get_build_config() or {}).get("input_shape")
-    if build is not None and tuple(build[1:]) != tuple(ds_info.image_shape):
+    shape = _input_shape(model)
+    if shape is not None and shape != tuple(ds_info.image_shape):
         raise TrainerError(
-            f"The model expects inputs of shape {tuple(build[1:])} but {dataset} has images "
+            f"The model expects inputs of shape {shape} but {dataset} has images "
             f"of shape {ds_info.image_shape}"
         )
     try:
@@ -90,12 +137,11 @@ def evaluate(path, dataset=None, split="test", batch_size=256, data_dir=None, ma
     total_loss, count = 0.0, 0
     for images, labels in ds:
         logits = predict(images)
+        try:
+            labels = checked_class_ids(labels, num_classes, where=f"{dataset} {split} data")
+        except tf.errors.InvalidArgumentError as err:
+            raise TrainerError(bad_labels_message(err)) from None
         labels = labels.numpy().astype(np.int64)
-        if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
-            raise TrainerError(
-                f"Labels of {dataset}/{split} must be in [0, {num_classes}), received "
-                f"{sorted(set(labels[(labels < 0) | (labels >= num_classes)].tolist()))[:10]}"
-            )
         losses = tf.nn.sparse_softmax_cross_entropy_with_logits(labels, tf.cast(logits, tf.float32))
         total_loss += float(tf.reduce_sum(losses))
         count += labels.size

@@ -9,10 +9,10 @@ written, to check the data exist and fit the model.
 
 import re
 
-import numpy as np
 import tensorflow as tf
 
 from rlra_tf import data
+from rlra_tf.models.aligned_model import checked_class_ids
 from trainers.errors import fail
 
 
@@ -22,15 +22,10 @@ def epoch_seed(seed, epoch):
 
 
 def _label_guard(num_classes, split):
-    message = f"labels of the {split} data must be in [0, {num_classes})"
+    """The model's own label check (`checked_class_ids`), run in the input pipeline."""
 
     def check(images, labels):
-        checks = [
-            tf.debugging.assert_non_negative(labels, message=message),
-            tf.debugging.assert_less(labels, tf.cast(num_classes, labels.dtype), message=message),
-        ]
-        with tf.control_dependencies(checks):
-            return images, tf.identity(labels)
+        return images, checked_class_ids(labels, num_classes, where=f"{split} data")
 
     return check
 
@@ -82,37 +77,33 @@ def steps_per_epoch(config, ds_info):
 
 def preflight(config, ds_info):
     """Reads one training batch: the data exist, have the model's shape and valid labels."""
+    n = min(config.batch_size, 64, config.train_limit or config.batch_size)
     ds = data.load(
-        config.dataset, "train", min(config.batch_size, 64), shuffle=False,
-        data_dir=config.data_dir, manual_dir=config.manual_dir, limit=config.train_limit,
+        config.dataset, "train", n, shuffle=False, data_dir=config.data_dir,
+        manual_dir=config.manual_dir, limit=n,
     )
-    batch = next(iter(ds.take(1)), None)
-    if batch is None:
+    batches = list(ds)  # read to the end: a cached pipeline left half-read warns
+    if not batches:
         fail(f"The train split of {config.dataset} is empty")
-    images, labels = (np.asarray(t) for t in batch)
+    images, labels = batches[0]
     if tuple(images.shape[1:]) != tuple(ds_info.image_shape):
         fail(
             f"The {config.dataset} images have shape {tuple(images.shape[1:])}, but the model "
             f"expects {tuple(ds_info.image_shape)}"
         )
-    bad = labels[(labels < 0) | (labels >= ds_info.num_classes)]
-    if bad.size:
-        fail(
-            f"Labels of {config.dataset} must be in [0, {ds_info.num_classes}) for this model, "
-            f"received labels {sorted(set(bad.tolist()))[:10]} in the first training batch"
-        )
+    try:
+        checked_class_ids(labels, ds_info.num_classes, where="train data")
+    except tf.errors.InvalidArgumentError as err:
+        fail(bad_labels_message(err) + ", in the first training batch")
 
 
 def bad_labels_message(err):
-    """The label guard's assertion (which split, which range, which labels) from `err`.
+    """The sentence of the label check (`checked_class_ids`) in `err`, for the user.
 
     Inside `fit` the assertion is buried in a "Graph execution error" several lines down.
     """
     text = str(err.message)
-    what = re.search(r"\[(labels of the [^\]]*)\]", text)
-    values = re.search(r"\[x \([^)]*\) = \] \[([^\]]*)\]", text)
-    what = what.group(1).strip().rstrip(".") if what else text.strip()
-    message = f"Bad labels in the data: {what}"
-    if values:
-        message += f", received labels [{values.group(1)}]"
-    return message + " (the model has as many outputs as the dataset has classes)"
+    found = re.search(r"(Received a label value of [^\]\n']*)", text)
+    sentence = found.group(1).strip() if found else text.strip().splitlines()[0]
+    return (f"Bad labels in the data: {sentence} (the model has as many outputs as the "
+            "dataset has classes)")

@@ -1,4 +1,5 @@
-"""Comparison plots of training runs, from each run's `metrics.json` (no TensorFlow needed).
+"""Comparison plots of training runs, from each run's `metrics.json`, or for a run in
+progress its `history.csv` (no TensorFlow needed).
 
 A run directory holds `metrics.json` with, as the trainer writes it:
 - `history`: per-epoch lists such as `val_accuracy`, `val_loss`, `accuracy`, `loss` (a list of
@@ -11,6 +12,7 @@ A run directory holds `metrics.json` with, as the trainer writes it:
 Missing pieces are skipped, never an error, so partial or older runs still plot.
 """
 
+import csv
 import json
 import math
 import os
@@ -26,14 +28,38 @@ TRAIN_KEYS = {"accuracy": "accuracy", "loss": "loss"}
 
 
 def load_run(run_dir):
-    """The parsed `metrics.json` of `run_dir` (a directory, or the JSON file itself)."""
+    """The metrics of a run: its `metrics.json` (a run directory, or the JSON file itself), or,
+    for a run still in progress, what its `history.csv` and `config.json` hold so far
+    (`"in_progress": True`).
+
+    Raises:
+        ValueError: `run_dir` holds neither (the message names it).
+    """
     path = str(run_dir)
-    if os.path.isdir(path):
-        path = os.path.join(path, "metrics.json")
-    if not os.path.isfile(path):
-        raise ValueError(f"Expected a run directory with a metrics.json, received: {run_dir!r}")
-    with open(path) as f:
-        return json.load(f)
+    if os.path.isfile(path):
+        return _read_json(path)
+    if not os.path.isdir(path):
+        raise ValueError(f"No run at {path!r}: expected a run directory or a metrics.json")
+    metrics = os.path.join(path, "metrics.json")
+    if os.path.isfile(metrics):
+        return _read_json(metrics)
+    history = os.path.join(path, "history.csv")
+    if not os.path.isfile(history):
+        raise ValueError(f"No run at {path!r}: the folder holds neither metrics.json nor "
+                         "history.csv (has a trainer written an epoch there yet?)")
+    with open(history, newline="") as f:
+        rows = list(csv.DictReader(f))
+    config = os.path.join(path, "config.json")
+    return {"history": rows, "config": _read_json(config) if os.path.isfile(config) else {},
+            "in_progress": True}
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except (OSError, ValueError) as err:
+        raise ValueError(f"Cannot read {path}: {err}") from None
 
 
 def epoch_history(metrics):
@@ -82,6 +108,8 @@ def run_label(metrics, run_dir):
     test = metrics.get("test_accuracy")
     if isinstance(test, (int, float)) and math.isfinite(test):
         label += f" (test {100 * test:.1f}%)"
+    elif metrics.get("in_progress"):
+        label += f" (in progress: {len(epoch_history(metrics).get('epoch', []))} epochs)"
     return label
 
 

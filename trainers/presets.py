@@ -1,21 +1,28 @@
-"""Named training configurations: the reproductions, and tiny ones for tests.
+"""`Config`, the one declaration of a training run's settings, and the named presets.
 
-A preset is a `Config` (every field of a run); `python -m trainers.train --preset=NAME` runs it
-and any flag overrides one field (`--epochs=2`). Each preset's docstring says the command, the
-machine, how long it takes and what it should reach. `fmnist_mlp` is also what the trainer
-runs when no preset is named, so its values are the trainer's defaults.
+Every setting of a run is a field of `Config`, declared once with its default, its help, its
+choices or range, and (where it matters) which models or optimisers use it. From that one
+declaration `trainers/config_flags.py` makes a flag of every field (any field can be
+overridden: `--epochs=2`), `trainers/config_checks.py` checks a config before a run, and
+`--help` says what each flag does. The parameters of the learning rules are not declared
+here at all: they are the `__init__` parameters of the rule classes in `rlra_tf.rules.RULES`
+(`rule_parameters`), with their help taken from each rule's docstring, so a rule that gains a
+parameter (in its own file: `__init__` and `get_config`) gains a `Config` field and a flag
+without any change in `trainers/`.
+
+A preset is a function returning a `Config`; its docstring says the command, the machine and
+where its measured results are (BENCHMARKS.md). `fmnist_mlp` is also what the trainer runs
+when no preset is named.
 """
 
 import dataclasses
-from typing import Optional, Tuple
+import inspect
+import re
+from typing import Any, Optional, Tuple
 
-# Fields that are parameters of a rule (`rlra_tf.rules.RecLRA`/`LRA` take them all; `FA`/`WM`
-# take the synapse and mirror ones; `DFA` and `BP` none).
-RULE_PARAMS = (
-    "beta", "gamma", "feedback", "alpha", "clip_norm", "skip_update", "input_noise",
-    "error_scale", "norm_feedback", "synapse_update", "mirror_rate", "mirror_batch",
-    "mirror_every", "mirror_normalise", "mirror_warm_start",
-)
+from rlra_tf import data, distribute, rules
+from rlra_tf.models.resnet import STEMS
+from trainers import builders
 
 DEFAULT_PRESET = "fmnist_mlp"
 # The weight mirror as the SGD ResNet preset sets it (`fmnist_resnet20`): 32 noise images per
@@ -25,102 +32,122 @@ SGD_MIRROR = {"mirror_batch": 32, "mirror_normalise": "taps", "mirror_warm_start
 
 
 @dataclasses.dataclass(frozen=True)
-class Config:
-    """Everything a training run depends on (the trainer writes it to `config.json`).
+class When:
+    """The settings a field applies under: `field` is one of `values` (or, with `negate`, none
+    of them). A flag given for a field that does not apply is refused."""
 
-    Attributes:
-        dataset: a name in `rlra_tf.data.DATASETS`.
-        model: `"mlp"` or a ResNet preset of `rlra_tf.models.resnet.PRESETS` (`"resnet20"`,
-            `"resnet18"`, `"resnet50"`, `"resnet_tiny"`, ...).
-        hidden_units, activation, block_size: the MLP's widths, hidden activation and
-            rec-LRA block size (ignored by ResNets, whose activation is `activation` too).
-        stem, width: ResNet stem (`"cifar"`/`"imagenet"`) and first-stage width; `None` takes
-            the ResNet preset's.
-        normalize: standardise inputs with the dataset's per-channel mean/std in the model.
-        num_classes, image_shape: what the model expects, if fixed; `None` takes the
-            dataset's. A mismatch with the dataset is an error.
-        rule: a name in `rlra_tf.rules.NAMES`.
-        beta, gamma, feedback, alpha, clip_norm, skip_update, input_noise, error_scale,
-            norm_feedback, synapse_update, mirror_rate, mirror_batch, mirror_every,
-            mirror_normalise, mirror_warm_start: the rule's
-            parameters (`rec_lra` and `lra` take them all; `fa` and `wm` take
-            `norm_feedback`, `synapse_update` and the mirror's; see `rlra_tf.rules`); `None`
-            keeps the rule's default.
-        label_smoothing: of the cross-entropy (and so of the output error).
-        optimizer: `"sgd"` (with `momentum`), `"adam"` or `"adamw"`.
-        learning_rate, momentum, weight_decay: the optimiser's (decay is decoupled and skips
-            biases and BatchNorm parameters).
-        schedule: `"constant"`, `"cosine"` or `"step"` (`step_epochs`, `step_factor`), after
-            `warmup_epochs` of linear warm-up.
-        epochs, batch_size: epochs, and the global batch (all replicas together).
-        augment: random augmentation of the training images (see `rlra_tf.data.load`).
-        seed: seeds initialisation, data order, augmentation and input noise.
-        deterministic: reproducible to the bit (op determinism, ordered input pipeline).
-        strategy, tpu_address: see `rlra_tf.distribute.get_strategy`.
-        jit_compile: `"auto"` (XLA on GPU/TPU, not on CPU), `"on"` or `"off"`.
-        mixed_precision: `"off"` (float32), `"bfloat16"` (Keras' `mixed_bfloat16`: TPUs and
-            recent GPUs), `"float16"` (`mixed_float16`: GPUs) or `"auto"` (bfloat16 on a TPU,
-            float16 on a GPU, off on a CPU). Variables, the output error, targets, error
-            units and every update stay float32 (docs/ALGORITHM.md).
-        diagnostics_every: steps between alignment diagnostics (0: none).
-        data_dir, manual_dir: where tfds keeps prepared data, and the raw files.
-        train_limit, eval_limit: use only the first N examples of the train split / of the
-            validation and test splits.
-        backup_every: steps between fault-tolerance backups (also at every epoch's end).
-        steps_per_execution: training steps per call into the compiled function.
+    field: str
+    values: Tuple[Any, ...]
+    negate: bool = False
+
+    def holds(self, config):
+        return (getattr(config, self.field) in self.values) != self.negate
+
+    def why_not(self, config):
+        """Why the field does not apply to `config` (where `holds` is False)."""
+        value = getattr(config, self.field)
+        if self.negate:
+            return f"it is not used with {self.field}={value!r}"
+        shown = " or ".join(f"{self.field}={v!r}" for v in self.values)
+        return f"it is used only with {shown} (received: {self.field}={value!r})"
+
+
+def setting(default, help, *, choices=None, check=None, applies=None):
+    """A `Config` field: its default, its help text, and what `config_checks.validate` checks.
+
+    Args:
+        choices: the values allowed (`None` is always allowed for a field that defaults to it).
+        check: `("int", minimum)`, `("ints", minimum)` (a tuple of integers), or
+            `("number", low, high, low_open, high_open)` (`high=None`: unbounded).
+        applies: a `When`: the field is used only then.
     """
+    return dataclasses.field(default=default, metadata={
+        "help": help, "choices": choices, "check": check, "applies": applies})
 
-    dataset: str = "fashion_mnist"
-    model: str = "mlp"
-    hidden_units: Tuple[int, ...] = (256, 256, 256)
-    activation: str = "tanh"
-    block_size: int = 1
-    stem: Optional[str] = None
-    width: Optional[int] = None
-    normalize: bool = False
-    num_classes: Optional[int] = None
-    image_shape: Optional[Tuple[int, ...]] = None
-    rule: str = "rec_lra"
-    beta: Optional[float] = None
-    gamma: Optional[float] = None
-    feedback: Optional[str] = None
-    alpha: Optional[float] = None
-    clip_norm: Optional[float] = None
-    skip_update: Optional[str] = None
-    input_noise: Optional[float] = None
-    error_scale: Optional[str] = None
-    norm_feedback: Optional[str] = None
-    synapse_update: Optional[str] = None
-    mirror_rate: Optional[float] = None
-    mirror_batch: Optional[int] = None
-    mirror_every: Optional[int] = None
-    mirror_normalise: Optional[str] = None
-    mirror_warm_start: Optional[bool] = None
-    label_smoothing: float = 0.0
-    optimizer: str = "adam"
-    learning_rate: float = 1e-3
-    momentum: float = 0.9
-    weight_decay: float = 0.0
-    schedule: str = "constant"
-    warmup_epochs: float = 0.0
-    step_epochs: Tuple[int, ...] = ()
-    step_factor: float = 0.1
-    epochs: int = 10
-    batch_size: int = 50
-    augment: bool = False
-    seed: int = 0
-    deterministic: bool = False
-    strategy: str = "auto"
-    tpu_address: Optional[str] = None
-    jit_compile: str = "auto"
-    mixed_precision: str = "off"
-    diagnostics_every: int = 0
-    data_dir: Optional[str] = None
-    manual_dir: Optional[str] = None
-    train_limit: Optional[int] = None
-    eval_limit: Optional[int] = None
-    backup_every: int = 500
-    steps_per_execution: int = 1
+
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    """The settings of a run that are not parameters of the rule (see `Config`)."""
+
+    dataset: str = setting("fashion_mnist", "Dataset (rlra_tf.data).", choices=data.DATASETS)
+    model: str = setting(
+        "mlp", "mlp, or a ResNet preset of rlra_tf.models.resnet.",
+        choices=builders.model_names())
+    hidden_units: Tuple[int, ...] = setting(
+        (256, 256, 256), "MLP widths, e.g. 256,256,256.", check=("ints", 1),
+        applies=When("model", ("mlp",)))
+    activation: str = setting("tanh", "Hidden activation (tanh, relu, ...).")
+    block_size: int = setting(
+        1, "MLP units per block (matters with feedback='skip').", check=("int", 1),
+        applies=When("model", ("mlp",)))
+    stem: Optional[str] = setting(
+        None, "ResNet stem (none: the ResNet preset's).", choices=STEMS,
+        applies=When("model", ("mlp",), negate=True))
+    width: Optional[int] = setting(
+        None, "ResNet first-stage width (none: the ResNet preset's).", check=("int", 1),
+        applies=When("model", ("mlp",), negate=True))
+    normalize: bool = setting(False, "Standardise inputs with the dataset's mean and std.")
+    num_classes: Optional[int] = setting(
+        None, "Classes the model must have (checked against the dataset; none: the "
+        "dataset's).", check=("int", 1))
+    image_shape: Optional[Tuple[int, ...]] = setting(
+        None, "Input shape the model must have, e.g. 28,28,1 (checked likewise).",
+        check=("ints", 1))
+    rule: str = setting("rec_lra", "Learning rule (rlra_tf.rules).", choices=rules.NAMES)
+    label_smoothing: float = setting(
+        0.0, "Label smoothing of the cross-entropy (and of the output error).",
+        check=("number", 0.0, 1.0, False, True))
+    optimizer: str = setting("adam", "Optimiser (sgd with --momentum).",
+                             choices=builders.OPTIMIZERS)
+    learning_rate: float = setting(1e-3, "Peak learning rate.",
+                                   check=("number", 0.0, None, True, True))
+    momentum: float = setting(0.9, "SGD momentum.", check=("number", 0.0, 1.0, False, True),
+                              applies=When("optimizer", ("sgd",)))
+    weight_decay: float = setting(
+        0.0, "Decoupled weight decay (biases and BatchNorm parameters are left alone).",
+        check=("number", 0.0, None, False, True))
+    schedule: str = setting(
+        "constant", "Learning-rate decay after the warm-up (docs/ALGORITHM.md#schedule).",
+        choices=builders.SCHEDULES)
+    warmup_epochs: float = setting(0.0, "Epochs of linear warm-up.",
+                                   check=("number", 0.0, None, False, True))
+    step_epochs: Tuple[int, ...] = setting(
+        (), "Step schedule: epochs at which the rate drops, e.g. 80,120.", check=("ints", 1),
+        applies=When("schedule", ("step",)))
+    step_factor: float = setting(
+        0.1, "Step schedule: the rate's multiplier at each drop.",
+        check=("number", 0.0, None, True, True), applies=When("schedule", ("step",)))
+    epochs: int = setting(10, "Training epochs (raising it extends a finished run).",
+                          check=("int", 1))
+    batch_size: int = setting(50, "Global batch size (all replicas together).",
+                              check=("int", 1))
+    augment: bool = setting(False, "Random augmentation of the training images.")
+    seed: int = setting(0, "Seed of initialisation, data order, augmentation and noise.",
+                        check=("int", 0))
+    deterministic: bool = setting(False, "Reproducible to the bit (slower).")
+    strategy: str = setting("auto", "tf.distribute strategy.", choices=distribute.STRATEGIES)
+    tpu_address: Optional[str] = setting(
+        None, "TPU name, grpc:// address or local.", applies=When("strategy", ("tpu",)))
+    jit_compile: str = setting("auto", "XLA: auto (on for GPU/TPU, off on CPU), on or off.",
+                               choices=tuple(builders.JIT_COMPILE))
+    mixed_precision: str = setting(
+        "off", "Keras mixed precision: off (float32), bfloat16, float16, or auto (bfloat16 on "
+        "a TPU, float16 on a GPU, off on a CPU). Variables, errors and updates stay float32.",
+        choices=tuple(builders.MIXED_PRECISION))
+    diagnostics_every: int = setting(0, "Steps between alignment probes (0: none).",
+                                     check=("int", 0))
+    data_dir: Optional[str] = setting(None, "tfds data directory (none: $TFDS_DATA_DIR).")
+    manual_dir: Optional[str] = setting(None, "Folder with the raw dataset files.")
+    train_limit: Optional[int] = setting(
+        None, "Use only the first N training examples (none: all).", check=("int", 1))
+    eval_limit: Optional[int] = setting(
+        None, "Use only the first N validation and test examples (none: all).",
+        check=("int", 1))
+    backup_every: int = setting(
+        500, "Steps between fault-tolerance backups (also at every epoch's end; 0: only "
+        "there).", check=("int", 0))
+    steps_per_execution: int = setting(1, "Training steps per call into the compiled step.",
+                                       check=("int", 1))
 
     def rule_params(self):
         """The rule parameters that are set (not `None`)."""
@@ -133,12 +160,137 @@ class Config:
         }
 
 
+# ---------------------------------------------------------------------------------------------
+# The rule parameters, from the rule classes.
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleParameter:
+    """A parameter of one or more rules of `rlra_tf.rules.RULES`.
+
+    Attributes:
+        name: the `__init__` argument (and `get_config` key).
+        rules: the names of the rules that take it.
+        default: its value in the first of those rules when built with no arguments (what
+            the rule resolves its `None` default to, where it does).
+        help: the first line group of its entry in the `Args:` of a rule's docstring.
+    """
+
+    name: str
+    rules: Tuple[str, ...]
+    default: Any
+    help: str
+
+
+def _docstring_args(cls):
+    """`{name: help}` from the `Args:` section of `cls`'s docstring (Google style); an entry
+    naming several parameters (`a, b: ...`) goes to each of them, after single entries."""
+    doc = inspect.getdoc(cls) or ""
+    match = re.search(r"^Args:\s*\n(.*?)(?:\n\S|\Z)", doc, re.S | re.M)
+    if not match:
+        return {}
+    single, shared = {}, {}
+    entry = None
+    for line in match.group(1).splitlines():
+        head = re.match(r"^ {4}([A-Za-z_][\w, ]*):\s*(.*)$", line)
+        if head:
+            names = [n.strip() for n in head.group(1).split(",")]
+            entry = [names, head.group(2).strip()]
+            (single if len(names) == 1 else shared).setdefault(tuple(names), entry)
+        elif entry is not None and line.strip():
+            entry[1] += " " + line.strip()
+    out = {}
+    for table in (single, shared):
+        for names, (_, text) in table.items():
+            for n in names:
+                out.setdefault(n, text)
+    return out
+
+
+def rule_parameters():
+    """`{name: RuleParameter}` of every `__init__` parameter of every rule, in rule order."""
+    found = {}
+    helps = {}
+    for name, cls in rules.RULES.items():
+        parameters = [
+            p for p in inspect.signature(cls.__init__).parameters.values()
+            if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if not parameters:
+            continue
+        try:
+            resolved = cls().get_config()
+        except (TypeError, ValueError):
+            resolved = {}
+        docs = _docstring_args(cls)
+        for p in parameters:
+            entry = found.setdefault(p.name, {"rules": [], "default": None})
+            entry["rules"].append(name)
+            if entry["default"] is None:
+                default = resolved.get(p.name, p.default)
+                entry["default"] = None if default is inspect.Parameter.empty else default
+            if p.name not in helps and docs.get(p.name):
+                helps[p.name] = docs[p.name]
+    return {
+        n: RuleParameter(n, tuple(e["rules"]), e["default"],
+                         helps.get(n, f"a parameter of {', '.join(e['rules'])}"))
+        for n, e in found.items()
+    }
+
+
+RULE_PARAMETERS = rule_parameters()
+RULE_PARAMS = tuple(RULE_PARAMETERS)
+
+
+Config = dataclasses.make_dataclass(
+    "Config",
+    [(p.name, Optional[Any], dataclasses.field(default=None, metadata={
+        "help": p.help, "choices": None, "check": None,
+        "applies": When("rule", p.rules), "rule_parameter": p}))
+     for p in RULE_PARAMETERS.values()],
+    bases=(_Settings,),
+    frozen=True,
+    namespace={"__module__": __name__},
+)
+Config.__doc__ = """Everything a training run depends on (the trainer writes it to `config.json`).
+
+The fields of `_Settings` (dataset, model, optimiser, schedule, ...; each declared with its
+help, choices and range in this module), plus one field per parameter of the learning rules
+(`RULE_PARAMS`: `beta`, `mirror_rate`, ...), generated from `rlra_tf.rules.RULES`: `None`
+keeps the rule's default, and a rule refuses a parameter it does not take. `python -m
+trainers.train --help` lists them all with their help.
+"""
+
 FIELDS = tuple(f.name for f in dataclasses.fields(Config))
-_TUPLE_FIELDS = ("hidden_units", "image_shape", "step_epochs")
+_TUPLE_FIELDS = tuple(f.name for f in dataclasses.fields(Config)
+                      if (f.metadata.get("check") or ("",))[0] == "ints")
+
+
+def field_info(name):
+    """The `dataclasses.Field` of `Config` named `name`."""
+    return {f.name: f for f in dataclasses.fields(Config)}[name]
+
+
+def not_applying(config, names):
+    """`{name: reason}` for the fields of `names` that `config` does not use (an MLP width for
+    a ResNet, `beta` for `fa`, `momentum` for Adam, ...)."""
+    out = {}
+    for name in names:
+        applies = field_info(name).metadata.get("applies")
+        if applies is not None and not applies.holds(config):
+            if applies.field == "rule":
+                takes = [p for p, r in RULE_PARAMETERS.items()
+                         if config.rule in r.rules]
+                out[name] = (f"rule {config.rule!r} takes "
+                             f"{', '.join(takes) if takes else 'no parameters'}")
+            else:
+                out[name] = applies.why_not(config)
+    return out
 
 
 def from_json(values):
-    """A `Config` from `Config.to_json()` output; unknown keys are a `ValueError`."""
+    """A `Config` from `Config.to_json()` output (fields it lacks take their defaults);
+    unknown keys are a `ValueError`."""
     unknown = sorted(set(values) - set(FIELDS))
     if unknown:
         raise ValueError(f"Unknown config fields {unknown}; expected fields of {list(FIELDS)}")
@@ -175,14 +327,11 @@ def fmnist_mlp():
 
     Command: `python -m trainers.train --preset=fmnist_mlp --workdir=runs/fmnist_mlp`
     (or `make demo`).
-    Machine: 2 CPU cores (no GPU). Time: about 10-20 s per epoch, 10 epochs: 2-4 minutes.
-    Expected: about 89.4% test accuracy: measured with the revision-2 rule (3 seeds,
-    `benchmarks/accuracy.py`, 2 shared cores, November 2026) 89.44% (89.33-89.66) against
-    backprop's 89.56%; the paper reports 88.13%. The settings are the ones the MLP
-    benchmark (`BENCHMARKS.md`) picked from the ones it tried: Adam 1e-3 with cosine decay
-    to 0 (constant lr lost 1.5-2.5 points for every rule) and beta 0.1. `block_size=3`
-    matters only with `feedback="skip"` (the first reconstruction's blocks; with the default
-    adjacent feedback every unit passes targets on). Change them here only.
+    Machine: 2 CPU cores (no GPU); 10 epochs take a few minutes.
+    Results: BENCHMARKS.md, "Accuracy", MLP 784-256-256-256-10 on Fashion-MNIST
+    (BENCHMARKS.md#mlp-784-256-256-256-10-tanh-on-fashion-mnist), which also shows the settings
+    this preset was chosen from. `block_size=3` matters only with `feedback="skip"` (with the
+    default adjacent feedback every unit passes targets on).
     """
     return Config(
         dataset="fashion_mnist",
@@ -205,23 +354,16 @@ def fmnist_resnet20():
     """rec-LRA ResNet-20 (CIFAR stem, 16/32/64 channels) on Fashion-MNIST, with augmentation.
 
     Command: `python -m trainers.train --preset=fmnist_resnet20 --workdir=runs/fmnist_resnet20`
-    Machine: one GPU (a 2-core CPU takes minutes per epoch). Time: not measured on a GPU;
-    estimate about 30 s per epoch, 30 epochs: about 15 minutes. On 2 CPU cores: about 100-
-    200 s per epoch (58,000 images).
-    Expected: not measured at 30 epochs; backprop ResNets reach about 93.8% on Fashion-MNIST.
+    Machine: one GPU for the 30 epochs (on 2 CPU cores an epoch of 58,000 images takes
+    minutes).
+    Results: not run at 30 epochs here. The recipe (SGD, cosine, warm-up, weight decay,
+    augmentation) for 5 epochs on the full split, and at a reduced budget, is in
+    BENCHMARKS.md, "Scaling" (BENCHMARKS.md#the-presets-recipe-on-the-full-training-split)
+    and "Accuracy" (BENCHMARKS.md#resnet-20-with-the-presets-sgd-recipe); its step cost in
+    "Speed" (BENCHMARKS.md#speed-what-does-a-rec-lra-step-cost).
     Under SGD the mirror takes 32 noise images per conv estimate (4x the library default),
-    normalised per kernel tap, warm-started: less noise in the error synapses, which SGD with
-    momentum is more sensitive to than Adam. This recipe for 5 epochs on the full 58,000-image
-    split (2 seeds, 2 shared CPU cores, `benchmarks/resnet_accuracy.py --train_limit=0
-    --epochs=5 --optimizer=sgd --learning_rate=0.05 --weight_decay=5e-4 --warmup_epochs=1
-    --augment --rules=bp,rec_lra,rec_lra-mirror_taps_warm_m32`, about 15-20 minutes a run):
-    rec_lra as set here 91.66% (91.78/91.53), 0.40 below backprop's 92.05% (92.01/92.09); the
-    library's default mirror 91.45% (91.55/91.35).
-    Measured at reduced budgets here (2 shared cores, BENCHMARKS.md): 12,800
-    examples, 3 epochs, Adam, 3 seeds: rec_lra (library default) 85.29% vs backprop 85.74%;
-    this preset's SGD recipe at that budget, 2 seeds: rec_lra as set here 86.57% (library
-    default 85.44%) vs backprop 87.30%. Cost: the larger mirror batch makes a ResNet-18 step
-    1.22x backprop's on a CPU (the default 1.08x).
+    normalised per kernel tap, warm-started (`SGD_MIRROR`): less noise in the error synapses,
+    which SGD with momentum is more sensitive to than Adam.
     Mixed precision: `auto` (float16 on a GPU, bfloat16 on a TPU, off on a CPU).
     """
     return Config(
@@ -253,9 +395,8 @@ def cifar10_resnet18():
     Command: `python -m trainers.train --preset=cifar10_resnet18 --workdir=runs/c10_r18`
     (several GPUs: add `--strategy=mirrored`; the batch is global).
     Machine: one GPU (tfds must have prepared cifar10 once, which needs network).
-    Time: not measured yet; estimate 30-60 s per epoch on a current GPU, 200 epochs: 2-3 h.
-    Expected: the paper reports 93.58% for rec-LRA on CIFAR-10 (not reproduced here yet);
-    backprop reaches about 94-95% with this recipe.
+    Results: not run here (BENCHMARKS.md#not-measured-here-cifar-10-and-imagenet lists the
+    published figures to compare with).
     Mixed precision: `auto` (float16 on a GPU, bfloat16 on a TPU, off on a CPU).
     """
     return Config(
@@ -285,10 +426,9 @@ def cifar10_resnet20():
     """rec-LRA ResNet-20 on CIFAR-10 (the BioTorch benchmark network), SGD + step decay.
 
     Command: `python -m trainers.train --preset=cifar10_resnet20 --workdir=runs/c10_r20`
-    Machine: one GPU. Time: not measured yet; estimate 15-20 s per epoch, 160 epochs: under
-    an hour.
-    Expected: not measured yet; published top-1 errors with this network are BP 8.63%,
-    FA 32.16%, DFA 45.94% (BioTorch); rec-LRA's target is close to BP.
+    Machine: one GPU.
+    Results: not run here (BENCHMARKS.md#not-measured-here-cifar-10-and-imagenet lists the
+    published figures to compare with).
     Mixed precision: `auto` (float16 on a GPU, bfloat16 on a TPU, off on a CPU).
     """
     return Config(
@@ -321,9 +461,8 @@ def imagenet_resnet18():
     Command: `python -m trainers.train --preset=imagenet_resnet18 --workdir=gs://.../r18
     --data_dir=... --manual_dir=DIR_WITH_THE_TWO_TARS --strategy=tpu --tpu_address=local`
     (or `--strategy=mirrored` on a multi-GPU machine).
-    Machine: a TPU v3-8 / v4-8 VM or 8 GPUs. Time: not measured; estimate 10-15 minutes per
-    epoch on 8 accelerators, about a day in all (tfds prepares ImageNet first: hours).
-    Expected: not measured; backprop ResNet-18 reaches about 70% top-1 with this recipe.
+    Machine: a TPU v3-8 / v4-8 VM or 8 GPUs (tfds prepares ImageNet first: hours).
+    Results: not run here (BENCHMARKS.md#not-measured-here-cifar-10-and-imagenet).
     Mixed precision: `auto` (float16 on a GPU, bfloat16 on a TPU, off on a CPU).
     """
     return Config(
@@ -354,9 +493,8 @@ def imagenet_resnet50():
 
     Command: `python -m trainers.train --preset=imagenet_resnet50 --workdir=gs://.../r50
     --data_dir=... --manual_dir=DIR_WITH_THE_TWO_TARS --strategy=tpu --tpu_address=local`
-    Machine: a TPU v3-8 / v4-8 VM or 8 GPUs. Time: not measured; estimate 20-30 minutes per
-    epoch on 8 accelerators, about two days in all.
-    Expected: not measured; backprop ResNet-50 reaches about 76% top-1 with this recipe.
+    Machine: a TPU v3-8 / v4-8 VM or 8 GPUs.
+    Results: not run here (BENCHMARKS.md#not-measured-here-cifar-10-and-imagenet).
     The recipe is `imagenet_resnet18`'s with the deeper network.
     """
     return override(imagenet_resnet18(), model="resnet50")
@@ -366,8 +504,8 @@ def tiny_mlp():
     """A 784-8-8-10 rec-LRA MLP on 64 Fashion-MNIST examples, 2 epochs: for tests.
 
     Command: `python -m trainers.train --preset=tiny_mlp --workdir=/tmp/tiny_mlp`
-    Machine: any CPU. Time: a few seconds (after tfds has prepared Fashion-MNIST once).
-    Expected: nothing in particular (64 examples); it checks the plumbing.
+    Machine: any CPU; seconds (after tfds has prepared Fashion-MNIST once).
+    Results: none to expect (64 examples); it checks the plumbing.
     """
     return Config(
         dataset="fashion_mnist",
@@ -392,7 +530,7 @@ def tiny_resnet():
     """The 2-block, 4/8-channel `resnet_tiny` on 32 Fashion-MNIST examples, 1 epoch: for tests.
 
     Command: `python -m trainers.train --preset=tiny_resnet --workdir=/tmp/tiny_resnet`
-    Machine: any CPU. Time: about ten seconds. Expected: nothing in particular.
+    Machine: any CPU; seconds. Results: none to expect.
     """
     return Config(
         dataset="fashion_mnist",
@@ -447,6 +585,6 @@ def get(name):
 
 
 def describe(name):
-    """The docstring of preset `name` (command, machine, time, expected accuracy)."""
+    """The docstring of preset `name` (command, machine, where its results are)."""
     get(name)
     return PRESETS[name].__doc__

@@ -31,7 +31,8 @@ Work directory (the chief's; other workers of a multi-worker run write theirs un
 while a trainer runs in it).
 
 This module holds the run itself; the steps it takes live beside it, each module importing only
-those listed below it (and none of them this one):
+those listed below it (and none of them this one); callers import a name from the module that
+defines it:
 
     config_checks.py     `validate` and `check_dataset` (step 1, nothing read or written)
     builders.py          models, rules and optimisers by name
@@ -41,13 +42,9 @@ those listed below it (and none of them this one):
     run_logs.py          epoch timing, TensorBoard (with its fallback), history, strict JSON
     workdirs.py          the work directory: file names, JSON files, new/resume/complete
     errors.py            `TrainerError`, `NonFiniteLossError`, `TrainingInterrupted`
-
-Their public names are re-exported here (`train_lib.validate`, `train_lib.make_rule`,
-`train_lib.StepBackup`, `train_lib.CONFIG_FILE`, ...).
 """
 
 import contextlib
-import dataclasses
 import os
 import sys
 import time
@@ -56,36 +53,27 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rlra_tf import data, distribute, rules
-from trainers import presets
+from rlra_tf import data, diagnostics, distribute, rules
 from trainers.builders import (
     JIT_COMPILE,
-    MIXED_PRECISION,
-    NO_DECAY,
-    OPTIMIZERS,
-    SCHEDULES,
     build_model,
     dtype_policy,
     make_optimizer,
     make_rule,
-    model_names,
     policy_name,
 )
 from trainers.config_checks import check_dataset, validate
-from trainers.errors import NonFiniteLossError, TrainerError, TrainingInterrupted, fail
+from trainers.errors import TrainerError, fail
 from trainers.fault_tolerance import EpochCheckpoint, NonFiniteGuard, StepBackup
 from trainers.input_pipeline import (
     bad_labels_message,
-    epoch_seed,
     load_split,
     preflight,
     steps_per_epoch,
-    train_epoch,
     train_epochs,
 )
 from trainers.preemption import SignalGuard, StopOnSignal, WorkdirLock
 from trainers.run_logs import (
-    EpochScalars,
     EpochTimer,
     best_so_far,
     finite,
@@ -98,12 +86,11 @@ from trainers.workdirs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     HISTORY_FILE,
-    LOCK_FILE,
     METRICS_FILE,
     MODEL_FILE,
-    RUNTIME_FIELDS,
     TENSORBOARD_DIR,
     WORKERS_DIR,
+    check_workdir,
     join,
     prepare_workdir,
     read_json,
@@ -112,19 +99,6 @@ from trainers.workdirs import (
     save_model,
     write_json,
 )
-
-__all__ = [
-    "BACKUP_DIR", "CHECKPOINT_DIR", "CONFIG_FILE", "HISTORY_FILE", "JIT_COMPILE", "LOCK_FILE",
-    "METRICS_FILE", "MODEL_FILE", "NO_DECAY", "OPTIMIZERS", "PROBE_SIZE", "RUNTIME_FIELDS",
-    "SCHEDULES", "TENSORBOARD_DIR", "WORKERS_DIR",
-    "EpochCheckpoint", "EpochScalars", "EpochTimer", "NonFiniteGuard", "NonFiniteLossError",
-    "SignalGuard", "StepBackup", "StopOnSignal", "TrainerError", "TrainingInterrupted",
-    "WorkdirLock",
-    "MIXED_PRECISION", "build_model", "check_dataset", "config_summary", "dtype_policy",
-    "epoch_seed", "make_optimizer", "policy_name",
-    "make_rule", "model_names", "preflight", "prepare_workdir", "steps_per_epoch",
-    "tensorboard_callback", "train_and_evaluate", "train_epoch", "train_epochs", "validate",
-]
 
 PROBE_SIZE = 256
 
@@ -149,16 +123,13 @@ def _verbose():
 
 
 def _diagnostics_callback(config, ds_info, log_dir):
-    try:
-        from rlra_tf import diagnostics
-    except ImportError:
-        fail("diagnostics_every > 0 needs rlra_tf.diagnostics, which this install lacks")
     split = "validation" if ds_info.num_validation else "test"
+    n = min(PROBE_SIZE, config.eval_limit or PROBE_SIZE)
     ds = data.load(
-        config.dataset, split, PROBE_SIZE, shuffle=False, data_dir=config.data_dir,
-        manual_dir=config.manual_dir, limit=config.eval_limit,
+        config.dataset, split, n, shuffle=False, data_dir=config.data_dir,
+        manual_dir=config.manual_dir, limit=n,
     )
-    x, y = next(iter(ds.take(1)))
+    x, y = list(ds)[0]  # read to the end: a cached pipeline left half-read warns
     return diagnostics.AlignmentDiagnostics(
         x.numpy(), y.numpy(), every_n_steps=config.diagnostics_every, log_dir=log_dir
     )
@@ -191,6 +162,7 @@ def train_and_evaluate(config, workdir, *, overwrite=False, callbacks=(), verbos
     """
     validate(config)
     workdir = os.fspath(workdir)
+    check_workdir(workdir)
     with _op_determinism(config.deterministic):
         return _run(config, workdir, overwrite, list(callbacks),
                     _verbose() if verbose is None else verbose)
@@ -221,7 +193,7 @@ def _run(config, workdir, overwrite, extra_callbacks, verbose):
         outdir, keep = join(workdir, WORKERS_DIR, f"{task_type}-{task_index}"), ()
     existed = tf.io.gfile.exists(outdir)
     try:
-        with SignalGuard() as guard, WorkdirLock(outdir) as lock:
+        with SignalGuard() as guard, _locked(outdir) as lock:
             if lock.took_over is not None:
                 print(f"rlra-train: {lock.takeover_message()}", file=sys.stderr)
             run = _Run(config, outdir, keep, existed, strategy, chief, ds_info, steps, guard)
@@ -229,6 +201,22 @@ def _run(config, workdir, overwrite, extra_callbacks, verbose):
     finally:
         if not existed:
             remove_if_empty(outdir)  # a refused or interrupted start leaves no empty folder
+
+
+@contextlib.contextmanager
+def _locked(outdir):
+    """`WorkdirLock(outdir)`, a folder that cannot be created or written being bad input."""
+    lock = WorkdirLock(outdir)
+    try:
+        lock.acquire()
+    except (OSError, tf.errors.OpError) as err:
+        lock.release()
+        reason = err.message if isinstance(err, tf.errors.OpError) else err.strerror or err
+        fail(f"workdir={outdir!r} cannot be used: {reason}")
+    try:
+        yield lock
+    finally:
+        lock.release()
 
 
 class _Run:
@@ -266,6 +254,8 @@ class _Run:
             fail(report)
         if report:
             print(f"rlra-train: warning: {report}", file=sys.stderr)
+        if state == "extend":
+            start_epoch, start_step = self._extend(model, backup)
         write_json(join(outdir, CONFIG_FILE), config.to_json())  # runtime fields may differ
         if state == "resume" and backup.restored is not None:
             stopped = backup.restored.get("stopped_by")
@@ -275,6 +265,33 @@ class _Run:
         model, test, history = self._fit(model, backup, start_epoch, start_step, state,
                                          extra_callbacks, verbose)
         return self._write_results(model, test, history, backup)
+
+    def _extend(self, model, backup):
+        """A finished run asked for more epochs: it goes on from its last epoch's checkpoint
+        (weights and optimiser state), which becomes the backup it resumes from.
+
+        The backup is written and `metrics.json` removed before the new `config.json`, so a
+        run stopped at any point resumes the extension (or, rerun with the old epochs,
+        finishes as it was).
+        """
+        outdir, steps = self.outdir, self.steps
+        done = int(read_json(join(outdir, CONFIG_FILE))["epochs"])
+        last = join(outdir, CHECKPOINT_DIR, "last.keras")
+        if not tf.io.gfile.exists(last):
+            fail(f"{outdir} holds a finished run of {done} epochs but not its last checkpoint "
+                 f"{last} to extend it from; --overwrite trains it again from the start")
+        with self.strategy.scope():
+            model.load_weights(last)
+        step = int(model.optimizer.iterations)
+        if step != done * steps:
+            fail(f"{last} is of step {step}, not of the end of epoch {done} ({done * steps}); "
+                 "the run cannot be extended (--overwrite trains it again)")
+        backup.save(done, 0)
+        tf.io.gfile.remove(join(outdir, METRICS_FILE))
+        print(f"Extending {outdir} from {done} to {self.config.epochs} epochs (the "
+              "learning-rate schedule is the one of a run of "
+              f"{self.config.epochs} epochs, at step {step}).")
+        return done, 0
 
     def _fit(self, model, backup, start_epoch, start_step, state, extra_callbacks, verbose):
         config, outdir, steps, strategy = self.config, self.outdir, self.steps, self.strategy
@@ -342,7 +359,7 @@ class _Run:
                         return_dict=True, verbose=0,
                     )
         except tf.errors.InvalidArgumentError as err:
-            if "labels of the" not in str(err):
+            if "Received a label value of" not in str(err):
                 raise
             if state == "new" and backup.last_saved is None:
                 remove_run(outdir, self.keep)  # bad input: leave no half-written run behind
@@ -385,12 +402,3 @@ class _Run:
             backup.delete()
         return metrics
 
-
-def config_summary(config):
-    """One line per field that differs from the dataclass default (for logs)."""
-    default = presets.Config()
-    return "\n".join(
-        f"  {f.name} = {getattr(config, f.name)!r}"
-        for f in dataclasses.fields(config)
-        if getattr(config, f.name) != getattr(default, f.name)
-    )

@@ -10,9 +10,11 @@ kill at any instant leaves the previous version readable.
 import json
 import os
 import posixpath
+import tempfile
 
 import tensorflow as tf
 
+from trainers import presets
 from trainers.errors import fail
 
 CONFIG_FILE = "config.json"
@@ -80,16 +82,61 @@ def read_json(path):
         return json.loads(f.read())
 
 
+def check_workdir(workdir):
+    """Refuses (`TrainerError`) a local `workdir` that is a file, lies under a file, or cannot
+    be created or written, trying it with a temporary file: nothing is left behind. (A URL is
+    checked when it is first written.)"""
+    if "://" in workdir:
+        return
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        fail(f"workdir={workdir!r} exists and is not a directory")
+    missing = os.path.abspath(workdir)
+    while not os.path.exists(os.path.dirname(missing)) and os.path.dirname(missing) != missing:
+        missing = os.path.dirname(missing)  # the first folder that a run would create
+    parent = os.path.dirname(missing)
+    if not os.path.exists(workdir) and not os.path.isdir(parent):
+        fail(f"workdir={workdir!r} cannot be created: {parent} is a file")
+    created = not os.path.exists(workdir)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=workdir):
+            pass
+    except OSError as err:
+        what = "cannot be created" if created else "cannot be written"
+        fail(f"workdir={workdir!r} {what}: {err.strerror or err}")
+    finally:
+        if created:  # only the folders it made, and only while they are empty (another
+            # worker of the same run may have started writing into them meanwhile)
+            folder = os.path.abspath(workdir)
+            while True:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    break
+                if folder == missing:
+                    break
+                folder = os.path.dirname(folder)
+
+
 def _comparable(config_json):
+    """The fields of a config that decide what a run computes, with the defaults of the
+    fields a run written by an older version does not record."""
+    try:
+        config_json = presets.from_json(config_json).to_json()
+    except (TypeError, ValueError):
+        pass  # an unknown field: compared as it is, so the configs differ
     return {k: v for k, v in config_json.items() if k not in RUNTIME_FIELDS}
 
 
 def prepare_workdir(workdir, config, overwrite, keep=()):
     """Decides what to do with `workdir`; writes nothing except when wiping for `overwrite`.
 
-    Returns `"new"`, `"resume"` (same config, unfinished) or `"complete"` (same config,
-    `metrics.json` written). A directory holding a run of another config is refused unless
-    `overwrite`; a non-empty directory without `config.json` is always refused.
+    Returns `"new"`, `"resume"` (same config, unfinished), `"complete"` (same config,
+    `metrics.json` written) or `"extend"` (a finished run of the same config with fewer
+    `epochs`: it goes on from its last epoch). A run that differs only by fewer `epochs` than
+    asked for is the same run: an unfinished one resumes, a finished one is extended. A
+    directory holding a run of another config is refused unless `overwrite`; a non-empty
+    directory without `config.json` is always refused.
     """
     if not tf.io.gfile.exists(workdir):
         return "new"
@@ -111,6 +158,11 @@ def prepare_workdir(workdir, config, overwrite, keep=()):
     except (json.JSONDecodeError, UnicodeDecodeError):
         stored = {}
     new, old = _comparable(config.to_json()), _comparable(stored)
+    done = tf.io.gfile.exists(join(workdir, METRICS_FILE))
+    longer = isinstance(old.get("epochs"), int) and old["epochs"] < new["epochs"] and \
+        dict(old, epochs=new["epochs"]) == new
+    if longer and not overwrite:
+        return "extend" if done else "resume"
     if new != old:
         if not overwrite:
             diff = sorted(k for k in set(new) | set(old) if new.get(k) != old.get(k))
@@ -121,7 +173,6 @@ def prepare_workdir(workdir, config, overwrite, keep=()):
                 "to delete that run"
             )
     elif not overwrite:
-        done = tf.io.gfile.exists(join(workdir, METRICS_FILE))
         return "complete" if done else "resume"
     for entry in entries:
         path = join(workdir, entry)

@@ -1,11 +1,11 @@
 """The unit interface: what every aligned unit provides to the blocks and the learning rules.
 
-A *unit* (docs/ALGORITHM.md, "Words") is one parameterised operation `A_u`, an optional
+A *unit* (docs/ALGORITHM.md#words) is one parameterised operation `A_u`, an optional
 normalisation, an optional residual input and an element-wise activation:
 `h_u = N_u(A_u(z_{u-1})) + r_u`, `z_u = phi_u(h_u)`. `AlignedUnit` declares what a unit type must
 implement (the methods that raise `NotImplementedError` here) and the optional hooks, with the
 defaults that suit a unit without normalisation or projection shortcut. The blocks and the
-rules call only these. docs/MODELS.md ("A new unit type") walks through them.
+rules call only these. docs/MODELS.md#the-contract-a-new-layer-type-meets walks through them.
 """
 
 import keras
@@ -111,8 +111,7 @@ class AlignedUnit(keras.layers.Layer):
         raise NotImplementedError(self._missing("feedback_input"))
 
     def mirror_synapses(self, unit_trace):
-        """The adjacent synapses the weight mirror aligns (docs/ALGORITHM.md, "The weight
-        mirror").
+        """The adjacent synapses the weight mirror aligns (docs/ALGORITHM.md#mirror).
 
         Returns `(feedback variable, noise shape without the batch axis, estimate)` triples;
         `estimate(noise, normalise)` is the correlation `C` of the noise with the linear response
@@ -128,7 +127,7 @@ class AlignedUnit(keras.layers.Layer):
     def _missing(self, method):
         return (
             f"{type(self).__name__} does not define {method}(), which every unit type must "
-            "(docs/MODELS.md, 'A new unit type')."
+            "(docs/MODELS.md#the-contract-a-new-layer-type-meets)."
         )
 
     # ------------------------------------------------------------------ hooks with defaults
@@ -169,7 +168,7 @@ class AlignedUnit(keras.layers.Layer):
 
     def norm_transpose(self, error, unit_trace):
         """Carry an error at this unit's pre-activation back through its own normalisation
-        (docs/ALGORITHM.md, "Through the unit's own normalisation"); here: as it is."""
+        (docs/ALGORITHM.md#norm-transpose); here: as it is."""
         return error
 
     def shortcut_norm_transpose(self, error, unit_trace):

@@ -42,7 +42,7 @@ def conv_output_size(size, kernel, stride, padding):
 class AlignedConv2D(AlignedUnit):
     """A convolutional unit `z = phi(N(conv(x, W) + b) + r)` that carries its error synapses.
 
-    One *unit* of ALGORITHM.md section 2: a 2D convolution, an optional BatchNorm `N`, an
+    One *unit* of docs/ALGORITHM.md#words: a 2D convolution, an optional BatchNorm `N`, an
     optional residual input `r` and an element-wise activation. Besides the forward weights it
     owns a non-trainable adjacent feedback kernel `feedback` (`F`, the shape of `kernel`),
     applied as a transposed convolution with the forward strides and padding, so that
@@ -62,7 +62,7 @@ class AlignedConv2D(AlignedUnit):
     which runs TensorFlow's fused kernel in training): in training it normalises with the
     batch statistics and moves its moving statistics; otherwise it uses the moving
     statistics. Its `gamma`/`beta` are updated from this unit's error through this
-    unit alone (ALGORITHM.md section 3.6).
+    unit alone (docs/ALGORITHM.md#local-updates).
 
     Args:
         filters: positive integer, the number of output channels.
@@ -328,7 +328,8 @@ class AlignedConv2D(AlignedUnit):
         return self.feedback_pairs[1:]
 
     def norm_transpose(self, error, unit_trace):
-        """`N'^T e` through the unit's own BatchNorm with this batch's statistics (3.5a).
+        """`N'^T e` through the unit's own BatchNorm with this batch's statistics
+        (docs/ALGORITHM.md#norm-transpose).
 
         `(gamma / sigma_B) * (e - mean(e) - xhat * mean(e * xhat))` per channel, the means
         over the batch and the positions (over every replica's batch for `"sync_batch"`),
@@ -478,7 +479,8 @@ def _channel_mean(t, synchronized):
 
 
 def norm_transpose(norm, error, linear):
-    """The transpose of training-mode BatchNorm's Jacobian applied to `error` (3.5a)."""
+    """The transpose of training-mode BatchNorm's Jacobian applied to `error`
+    (docs/ALGORITHM.md#norm-transpose)."""
     if norm is None:
         return error
     sync = bool(getattr(norm, "synchronized", False))

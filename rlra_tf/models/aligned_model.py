@@ -10,6 +10,69 @@ from rlra_tf.models.blocks import AlignedBlock
 from rlra_tf.trace import Trace
 
 
+def checked_class_ids(ids, num_classes, where=None):
+    """`ids` (class ids, any shape), asserted to be integers in `[0, num_classes)`.
+
+    The check runs where `ids` are used: eagerly at once, in a graph as an assertion whose
+    `InvalidArgumentError` names the first bad value, e.g. "Received a label value of 10
+    which is outside the valid range [0, 10) of this model (num_classes=10)". Float ids must
+    be whole numbers. `where` (e.g. `"train data"`) is added to the message. The check itself
+    is a comparison and a reduction; the message is only built when it fails. XLA drops
+    assertions, so inside an XLA-compiled function it checks nothing.
+    """
+    ids = tf.convert_to_tensor(ids)
+    if not (ids.dtype.is_integer or ids.dtype.is_floating):
+        raise ValueError(
+            f"Expected class ids of an integer or float dtype, received: labels of dtype "
+            f"{ids.dtype.name}"
+        )
+    good = (ids >= 0) & (ids < tf.cast(num_classes, ids.dtype))
+    whole = None
+    if ids.dtype.is_floating:
+        whole = tf.equal(ids, tf.floor(ids))
+        good = good & whole
+    place = f" ({where})" if where else ""
+
+    def message():
+        flat = tf.reshape(good, [-1])
+        bad = tf.boolean_mask(tf.reshape(ids, [-1]), tf.logical_not(flat))[0]
+        text = tf.strings.format(
+            "Received a label value of {}" + place + " which is outside the valid range "
+            f"[0, {num_classes}) of this model (num_classes={num_classes})", bad)
+        if whole is not None:
+            fraction = tf.strings.format(
+                "Received a label value of {}" + place + ", which is not a class id: expected "
+                f"integers in [0, {num_classes}) (this model has num_classes={num_classes}) or "
+                f"one-hot labels of width {num_classes}", bad)
+            text = tf.where(tf.equal(bad, tf.floor(bad)), text, fraction)
+        return text
+
+    return _checked(ids, tf.reduce_all(good), message)
+
+
+def _checked(value, good, message):
+    """`value`, passed through an assertion of `good` whose `message` (a callable returning a
+    string tensor) is only built when it fails.
+
+    The value flows through the assertion's `tf.cond` (a data dependency): Grappler drops a
+    control dependency on an `Identity` when it fuses the ops after it, and the unchecked
+    value would then reach them first.
+    """
+
+    def fail():
+        text = message()
+        if tf.executing_eagerly():  # the sentence itself, as the graph's assertion gives it
+            raise tf.errors.InvalidArgumentError(None, None, text.numpy().decode())
+        with tf.control_dependencies([tf.debugging.Assert(False, [text])]):
+            return tf.identity(value)
+
+    return tf.cond(good, lambda: tf.identity(value), fail)
+
+
+def _on_tpu(strategy):
+    return "TPU" in type(strategy).__name__
+
+
 def has_accelerator():
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
@@ -37,16 +100,17 @@ class _JitStep:
         self.variables = None
         self.assigned = None
 
-        def step(x, labels, iteration):
-            pairs, assigns, logits = step_pairs(x, labels, iteration)
+        def step(x, labels, iteration, sample_weight):
+            pairs, assigns, logits = step_pairs(x, labels, iteration,
+                                                sample_weight=sample_weight)
             self.variables = [v for _, v in pairs]
             self.assigned = [v for _, v in assigns]
             return [u for u, _ in pairs], [a for a, _ in assigns], logits
 
         self.fn = tf.function(step, jit_compile=True)
 
-    def __call__(self, x, labels, iteration):
-        return self.fn(x, labels, iteration)
+    def __call__(self, x, labels, iteration, sample_weight=None):
+        return self.fn(x, labels, iteration, sample_weight)
 
 
 @keras.saving.register_keras_serializable(package="rlra_tf")
@@ -58,6 +122,22 @@ class AlignedModel(keras.Model):
     `train_step` runs the forward pass once with each unit's input held constant, asks the
     rule for `(update, variable)` pairs and hands them to the optimiser: no gradient flows
     between units. `"bp"` differentiates the cross-entropy through the whole model.
+
+    Labels are class ids (shape `(batch,)` or `(batch, 1)`, integer or whole floats) or
+    one-hot rows of width `num_classes`; `fit` and `evaluate` refuse anything else with an
+    error naming the value and `num_classes` (a class id out of range is caught inside the
+    step, except in an XLA-compiled step, which drops assertions). The loss is Keras'
+    `CategoricalCrossentropy(from_logits=True)`, so `evaluate` returns and names its results
+    as a Keras model compiled with that loss and the same metrics does.
+
+    Sample weights (`fit(..., sample_weight=)` or `class_weight=`, `evaluate(...,
+    sample_weight=)`) follow Keras: the loss is `sum(w * loss) / batch size`. Under `"bp"`
+    that loss is what is differentiated; under a local rule each example's contribution to
+    every unit's update is multiplied by its weight, while the errors carried down from unit
+    to unit stay unweighted (docs/ALGORITHM.md#sample-weights). Without BatchNorm, integer
+    weights therefore give the update of the batch with each example repeated `w` times,
+    scaled by `sum(w) / batch size`; with BatchNorm the batch statistics ignore the weights.
+    The weight mirror does not see them.
 
     Args:
         blocks: list of `AlignedBlock` layers; the last one is the head (logits).
@@ -94,7 +174,8 @@ class AlignedModel(keras.Model):
         self.noise_seed = int(noise_seed)
         self.rule = rules_lib.get("rec_lra")
         self.label_smoothing = 0.0
-        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self._input_shape_built = None
+        self._check_label_values = True
 
     # ----------------------------------------------------------------------------- structure
 
@@ -117,6 +198,7 @@ class AlignedModel(keras.Model):
 
     def build(self, input_shape):
         input_shape = tuple(input_shape)
+        self._input_shape_built = input_shape
         shape = self._preprocessed_shape(input_shape)
         for block in self.blocks:
             if not isinstance(block, AlignedBlock):
@@ -173,10 +255,6 @@ class AlignedModel(keras.Model):
             return  # Keras builds it from the first batch, as for any subclassed model
         self.build((None,) + tuple(shape[1:]))
 
-    def fit(self, x=None, *args, **kwargs):
-        self._build_from_data(x)
-        return super().fit(x, *args, **kwargs)
-
     def evaluate(self, x=None, *args, **kwargs):
         self._build_from_data(x)
         return super().evaluate(x, *args, **kwargs)
@@ -205,10 +283,28 @@ class AlignedModel(keras.Model):
             x = tf.reshape(x, (tf.shape(x)[0], -1))
         return x
 
+    def check_inputs(self, x):
+        """Raises `ValueError` if the static shape of `x` does not fit the built model."""
+        expected = self._input_shape_built
+        shape = tf.TensorShape(getattr(x, "shape", None))
+        if expected is None or shape.rank is None:
+            return
+        got = tuple(shape.as_list())
+        fits = len(got) == len(expected) and all(
+            e is None or g is None or int(e) == int(g) for e, g in zip(expected[1:], got[1:])
+        )
+        if not fits:
+            want = (None,) + tuple(expected[1:])
+            raise ValueError(
+                f"Expected inputs of shape {want} (batch first) for model {self.name!r}, "
+                f"received: inputs of shape {got}"
+            )
+
     def trace(self, x, training=False, local=False):
         """Forward pass that keeps every unit's input, pre-activation and activity."""
         if not self.built:
             self.build(tuple(x.shape))
+        self.check_inputs(x)
         z = self.preprocess(x)
         block_traces = []
         for block in self.blocks:
@@ -236,7 +332,11 @@ class AlignedModel(keras.Model):
         """Like `keras.Model.compile`, plus `rule=` (a name in `rlra_tf.rules.NAMES` or a rule).
 
         The loss is always the softmax cross-entropy (its derivative `softmax - y` is the
-        output error every rule starts from), so `loss` must be left unset.
+        output error every rule starts from), so `loss` must be left unset: the model
+        compiles Keras' `CategoricalCrossentropy(from_logits=True, label_smoothing=...)`
+        itself, and `evaluate`, `metrics_names` and the logs name and order the results as
+        for any Keras model with that loss (`loss, accuracy = model.evaluate(x, y)`).
+        `weighted_metrics` and the other arguments of `keras.Model.compile` work as there.
         """
         if loss is not None:
             raise ValueError(
@@ -260,14 +360,28 @@ class AlignedModel(keras.Model):
         kwargs.setdefault("auto_scale_loss", self.rule.uses_backprop)
         super().compile(
             optimizer=optimizer,
+            loss=keras.losses.CategoricalCrossentropy(
+                from_logits=True, label_smoothing=self.label_smoothing),
             metrics=metrics,
             jit_compile=jit and not self._inner_jit,
             **kwargs,
         )
         self._jit_request = jit_compile
         self._step_fn = None
+        # Assertions cannot run inside XLA (Keras' jit_compile, or any step on a TPU): there
+        # the label values go unchecked (the shapes still are).
+        self._check_label_values = not (self.jit_compile or _on_tpu(strategy))
         if self.built:
             self._build_optimizer()
+
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """`keras.Model.fit`; a `tf.data.Dataset` (as `rlra_tf.data.load` returns) is taken as
+        it is, shuffled or not by its own pipeline, without Keras' warning that
+        `shuffle=True` (its default) does not apply to it."""
+        if isinstance(x, tf.data.Dataset) and "shuffle" not in kwargs and len(args) < 7:
+            kwargs["shuffle"] = False
+        self._build_from_data(x)
+        return super().fit(x, y, *args, **kwargs)
 
     def _build_optimizer(self):
         """Build the optimiser for the trainable weights *and* the error synapses.
@@ -297,18 +411,113 @@ class AlignedModel(keras.Model):
 
     # ----------------------------------------------------------------------------- labels
 
-    def one_hot_labels(self, y):
-        """Integer class ids or one-hot labels to float32 one-hot, smoothed if asked."""
+    def class_labels(self, y, check_values=True):
+        """Class ids or one-hot labels `y` as float32 one-hot rows `(batch, num_classes)`.
+
+        Class ids: shape `(batch,)` or `(batch, 1)`, integers or whole floats in
+        `[0, num_classes)` (asserted with `checked_class_ids` unless `check_values` is
+        False). One-hot: shape `(batch, num_classes)`, any numeric dtype. Any other shape is
+        a `ValueError` naming it and `num_classes`. No smoothing (`one_hot_labels` smooths).
+        """
         y = tf.convert_to_tensor(y)
-        if y.shape.rank is not None and y.shape.rank >= 1 and y.shape[-1] == self.num_classes \
-                and y.dtype.is_floating:
+        k = self.num_classes
+        rank, width = y.shape.rank, (y.shape[-1] if y.shape.rank else None)
+        if rank is None:  # a step retraced for labels of another rank (Keras relaxes shapes)
+            return self._labels_of_unknown_rank(y, check_values)
+        if rank == 2 and width is not None and width != 1:
+            if width != k:
+                raise ValueError(
+                    f"Received one-hot labels of width {width} (labels of shape "
+                    f"{tuple(y.shape.as_list())}), but this model has num_classes={k}: expected "
+                    f"one-hot labels of shape (batch, {k}) or class ids of shape (batch,)"
+                )
+            return tf.cast(y, tf.float32)
+        if rank == 0 or rank > 2 or (rank == 2 and width is None):
+            raise ValueError(
+                f"Expected class ids of shape (batch,) or one-hot labels of shape (batch, {k}) "
+                f"for this model (num_classes={k}), received: labels of shape "
+                f"{tuple(y.shape.as_list())}"
+            )
+        ids = tf.reshape(y, [-1])
+        if check_values:
+            ids = checked_class_ids(ids, k)
+        elif not (ids.dtype.is_integer or ids.dtype.is_floating):
+            checked_class_ids(ids, k)  # raises the dtype error
+        return tf.one_hot(tf.cast(ids, tf.int32), k, dtype=tf.float32)
+
+    def _labels_of_unknown_rank(self, y, check_values):
+        """`class_labels` decided at run time, for labels whose rank is not known."""
+        k = self.num_classes
+        shape, rank = tf.shape(y), tf.rank(y)
+        last = tf.concat([shape, [1]], 0)[tf.maximum(rank - 1, 0)]
+
+        def one_hot():
             labels = tf.cast(y, tf.float32)
-        else:
-            labels = tf.one_hot(tf.cast(tf.reshape(y, [-1]), tf.int32), self.num_classes,
-                                dtype=tf.float32)
-        if self.label_smoothing:
-            labels = labels * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+            if check_values:
+                labels = _checked(labels, tf.equal(last, k), lambda: tf.strings.format(
+                    "Received one-hot labels of width {}, but this model has "
+                    f"num_classes={k}: expected one-hot labels of shape (batch, {k}) or "
+                    "class ids of shape (batch,)", last))
+            return tf.reshape(labels, [-1, k])
+
+        def class_ids():
+            ids = y
+            if check_values:
+                good = tf.logical_or(tf.equal(rank, 1), tf.equal(rank, 2))
+                ids = _checked(ids, good, lambda: tf.strings.format(
+                    "Expected class ids of shape (batch,) or one-hot labels of shape "
+                    f"(batch, {k}) for this model (num_classes={k}), received: labels of "
+                    "shape {}", shape))
+                ids = checked_class_ids(tf.reshape(ids, [-1]), k)
+            return tf.one_hot(tf.cast(tf.reshape(ids, [-1]), tf.int32), k, dtype=tf.float32)
+
+        return tf.cond(tf.logical_and(tf.equal(rank, 2), tf.not_equal(last, 1)),
+                       one_hot, class_ids)
+
+    def smooth(self, labels):
+        """One-hot `labels` with the compiled `label_smoothing` applied."""
+        if not self.label_smoothing:
+            return labels
+        return labels * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+
+    def one_hot_labels(self, y):
+        """Class ids or one-hot labels to float32 one-hot, smoothed if asked (checked as
+        `class_labels`): what the rules take as `labels`."""
+        return self.smooth(self.class_labels(y))
+
+    def _step_labels(self, x, y):
+        """`class_labels` for a step: value checks where the step can assert, and the
+        batch sizes of `x` and `y` compared."""
+        labels = self.class_labels(y, check_values=self._check_label_values)
+        nx = tf.TensorShape(getattr(x, "shape", None))
+        if nx.rank and nx[0] is not None and labels.shape[0] is not None \
+                and nx[0] != labels.shape[0]:
+            raise ValueError(
+                f"Expected as many labels as inputs, received: {nx[0]} inputs and "
+                f"{labels.shape[0]} labels"
+            )
         return labels
+
+    @staticmethod
+    def _sample_weights(sample_weight, labels):
+        """`sample_weight` as float32 of shape `(batch,)`, or None."""
+        if sample_weight is None:
+            return None
+        w = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
+        if w.shape.rank is not None and not (
+                w.shape.rank == 1 or (w.shape.rank == 2 and w.shape[-1] == 1)):
+            raise ValueError(
+                "Expected one sample weight per example, shape (batch,) or (batch, 1), "
+                f"received: sample_weight of shape {tuple(w.shape.as_list())}"
+            )
+        w = tf.reshape(w, [-1])
+        n, m = w.shape[0], labels.shape[0]
+        if n is not None and m is not None and n != m:
+            raise ValueError(
+                f"Expected one sample weight per example, received: {n} sample weights "
+                f"for {m} examples"
+            )
+        return w
 
     # ----------------------------------------------------------------------------- the step
 
@@ -327,16 +536,25 @@ class AlignedModel(keras.Model):
         noise = tf.random.stateless_normal(tf.shape(x), seed, dtype=x.dtype, alg="philox")
         return x + sigma * noise
 
-    def _per_replica_updates(self, x, labels, iteration, scale_loss=True):
+    def _per_replica_updates(self, x, labels, iteration, scale_loss=True, sample_weight=None):
         """`(updates, assignments, logits)` for one replica's batch: updates are batch means,
-        before replica scaling; assignments are `(value, variable)` pairs (the mirror)."""
+        before replica scaling; assignments are `(value, variable)` pairs (the mirror).
+
+        `sample_weight` (float32, `(batch,)`, or None) weights each example's contribution
+        to every update: `sum(w * loss) / n` for backprop, `w * signal / n` at every unit
+        for a local rule, whose errors carried down stay unweighted.
+        """
         variables = self.trainable_variables
         if self.rule.uses_backprop:
             with tf.GradientTape() as tape:
                 logits = self(x, training=True)
-                loss = tf.reduce_mean(
-                    tf.nn.softmax_cross_entropy_with_logits(labels, tf.cast(logits, labels.dtype))
-                )
+                losses = tf.nn.softmax_cross_entropy_with_logits(
+                    labels, tf.cast(logits, labels.dtype))
+                if sample_weight is None:
+                    loss = tf.reduce_mean(losses)
+                else:
+                    n = tf.cast(tf.shape(losses)[0], losses.dtype)
+                    loss = tf.reduce_sum(sample_weight * losses) / n
                 # Under mixed_float16 the optimiser is a LossScaleOptimizer: it scales the loss
                 # here and unscales (and checks) the gradients in apply. Otherwise a no-op.
                 if scale_loss and self.optimizer is not None:
@@ -348,21 +566,37 @@ class AlignedModel(keras.Model):
         with tf.GradientTape(persistent=True) as tape:
             trace = self.trace(self._noisy(x, iteration), training=True, local=True)
 
+        def output_gradients(pres, signals, weighted):
+            out = []
+            for p, s in zip(pres, signals):
+                n = tf.cast(tf.shape(p)[0], tf.float32)
+                s = tf.stop_gradient(tf.cast(s, tf.float32)) / n
+                if weighted:
+                    w = tf.reshape(sample_weight, [-1] + [1] * (s.shape.rank - 1))
+                    s = s * w
+                # Signals (float32) meet the pre-activations in their compute dtype; the
+                # updates of the float32 variables come out in float32.
+                out.append(tf.cast(s, p.dtype))
+            return out
+
         def local_gradients(pres, signals, sources=()):
-            n = tf.cast(tf.shape(pres[0])[0], tf.float32)
-            # Signals (float32) meet the pre-activations in their compute dtype; the updates
-            # of the float32 variables come out in float32.
             sources = list(sources)
-            grads = tape.gradient(
-                pres, variables + sources,
-                output_gradients=[
-                    tf.cast(tf.stop_gradient(tf.cast(s, tf.float32)) / n, p.dtype)
-                    for p, s in zip(pres, signals)
-                ],
-            )
             k = len(variables)
-            own = {id(v): (g, v) for g, v in zip(grads[:k], variables) if g is not None}
-            return own, grads[k:]
+            if sample_weight is None or not sources:
+                grads = tape.gradient(pres, variables + sources,
+                                      output_gradients=output_gradients(
+                                          pres, signals, sample_weight is not None))
+                own, from_sources = grads[:k], grads[k:]
+            else:
+                # The updates take the weighted signals, the errors a unit sends down (taken
+                # at `sources`, in front of its BatchNorm) the unweighted ones.
+                own = tape.gradient(pres, variables,
+                                    output_gradients=output_gradients(pres, signals, True))
+                from_sources = tape.gradient(pres, sources,
+                                             output_gradients=output_gradients(
+                                                 pres, signals, False))
+            own = {id(v): (g, v) for g, v in zip(own, variables) if g is not None}
+            return own, from_sources
 
         pairs = self.rule.updates(trace, labels, local_gradients)
         assigns = self.rule.synapse_assignments(trace, iteration, seed=self.noise_seed)
@@ -374,39 +608,45 @@ class AlignedModel(keras.Model):
             return tf.constant(0, tf.int64)
         return tf.cast(self.optimizer.iterations, tf.int64)
 
-    def local_updates(self, x, y):
+    def local_updates(self, x, y, sample_weight=None):
         """The `(update, variable)` pairs one training step hands the optimiser.
 
-        Batch means, before any scaling across replicas. For `"bp"`, the gradients of the
-        mean cross-entropy (never loss-scaled, also under `mixed_float16`). Every update is
+        Batch means, before any scaling across replicas, weighted by `sample_weight` as in
+        `fit` (see the class docstring). For `"bp"`, the gradients of the mean
+        cross-entropy (never loss-scaled, also under `mixed_float16`). Every update is
         float32, whatever the dtype policy. Runs the forward pass in training mode (BatchNorm
         statistics move).
         """
-        return self.step_effects(x, y)[0]
+        return self.step_effects(x, y, sample_weight)[0]
 
-    def step_effects(self, x, y):
+    def step_effects(self, x, y, sample_weight=None):
         """`(updates, assignments)` of one training step, without applying either.
 
         `updates` as `local_updates`; `assignments` the `(new value, variable)` pairs the step
-        assigns to error synapses outside the optimiser (the mirror, ALGORITHM.md 3.7).
+        assigns to error synapses outside the optimiser (the mirror,
+        docs/ALGORITHM.md#mirror).
         """
+        x = tf.convert_to_tensor(x)
+        labels = self.class_labels(y)
         pairs, assigns, _ = self._step_pairs(
-            tf.convert_to_tensor(x), self.one_hot_labels(y), self._iteration(), scale_loss=False
+            x, self.smooth(labels), self._iteration(), scale_loss=False,
+            sample_weight=self._sample_weights(sample_weight, labels),
         )
         return pairs, assigns
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        if sample_weight is not None:
-            raise ValueError("AlignedModel does not support sample_weight in fit().")
-        labels = self.one_hot_labels(y)
+        labels = self._step_labels(x, y)
+        weights = self._sample_weights(sample_weight, labels)
+        targets = self.smooth(labels)
         iteration = self._iteration()
         if self._inner_jit:
             jit_step = self._jit_step()
-            updates, values, logits = jit_step(x, labels, iteration)
+            updates, values, logits = jit_step(x, targets, iteration, weights)
             variables, assigned = jit_step.variables, jit_step.assigned
         else:
-            pairs, assigns, logits = self._step_pairs(x, labels, iteration)
+            pairs, assigns, logits = self._step_pairs(x, targets, iteration,
+                                                      sample_weight=weights)
             updates, variables = [u for u, _ in pairs], [v for _, v in pairs]
             values, assigned = [a for a, _ in assigns], [v for _, v in assigns]
         # Every update and assigned value first, then any write: the rules read error
@@ -424,10 +664,11 @@ class AlignedModel(keras.Model):
             # Identical on every replica (deterministic noise): assigned locally.
             distribute.assign_replicated(assigned, values)
         self.optimizer.apply(updates, variables)
-        return self._update_metrics(y, labels, logits)
+        return self._update_metrics(x, y, labels, logits, sample_weight)
 
-    def _step_pairs(self, x, labels, iteration, scale_loss=True):
-        out, assigns, logits = self._per_replica_updates(x, labels, iteration, scale_loss)
+    def _step_pairs(self, x, labels, iteration, scale_loss=True, sample_weight=None):
+        out, assigns, logits = self._per_replica_updates(x, labels, iteration, scale_loss,
+                                                         sample_weight)
         if self.rule.uses_backprop:
             out = list(zip(out, self.trainable_variables))
         return out, assigns, logits
@@ -438,15 +679,31 @@ class AlignedModel(keras.Model):
             self._step_fn = _JitStep(self._step_pairs)
         return self._step_fn
 
-    def _update_metrics(self, y, labels, logits):
-        loss = tf.nn.softmax_cross_entropy_with_logits(labels, tf.cast(logits, labels.dtype))
-        self.loss_tracker.update_state(loss)
-        return self.compute_metrics(None, y, logits, sample_weight=None)
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        """Keras' loss of the compiled cross-entropy; `y` may be class ids or one-hot rows
+        (Keras also calls this with the raw labels, to build the loss under a strategy)."""
+        if y is not None:
+            y = self.class_labels(y, check_values=False)  # the steps check the values
+        return super().compute_loss(x, y, y_pred, sample_weight, training)
+
+    def _update_metrics(self, x, y, labels, logits, sample_weight):
+        """Keras' own loss tracker and compiled metrics, exactly as `keras.Model` updates
+        them (`labels`: the unsmoothed one-hot rows; the compiled loss smooths them)."""
+        loss = self._compute_loss(x=x, y=labels, y_pred=logits, sample_weight=sample_weight)
+        # Keras' loss divides by the replicas (for its gradient); the tracker takes it back.
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        self._loss_tracker.update_state(loss * tf.cast(replicas, loss.dtype),
+                                        sample_weight=tf.shape(logits)[0])
+        if tf.TensorShape(getattr(y, "shape", None)).rank is None:
+            y = labels  # Keras' metrics need a known rank (a step retraced for another one)
+        return self.compute_metrics(x, y, logits, sample_weight=sample_weight)
 
     def test_step(self, data):
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        labels = self._step_labels(x, y)
+        self._sample_weights(sample_weight, labels)  # the shape check
         logits = self(x, training=False)
-        return self._update_metrics(y, self.one_hot_labels(y), logits)
+        return self._update_metrics(x, y, labels, logits, sample_weight)
 
     # ----------------------------------------------------------------------------- export
 

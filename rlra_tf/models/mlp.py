@@ -22,16 +22,17 @@ def mlp(
 
     Hidden units are grouped into blocks of `block_size` consecutive units from the input
     side (the last block may be shorter); the head is a block of its own. Under `rec_lra`
-    each block's last unit takes its target from the output error through its skip synapse
-    and the others through `F` from the unit above; under `lra` every unit uses `F`. Every
-    hidden unit carries a skip synapse so the same model also trains with `dfa`.
+    (its default `feedback="adjacent"`) and `lra` every unit takes its target through `F`
+    from the unit above, so the blocks do not matter; with `RecLRA(feedback="skip")` each
+    block's last unit takes it from the output error through its skip synapse instead. Every
+    hidden unit carries a skip synapse, so the same model also trains with `dfa`.
 
     Args:
         input_shape: shape of one example, e.g. `(28, 28, 1)` or `(784,)`.
         hidden_units: widths of the hidden units.
         num_classes: number of classes.
         activation: hidden activation.
-        block_size: hidden units per rec-LRA block.
+        block_size: hidden units per block (matters with `feedback="skip"` only).
         kernel_initializer, feedback_initializer, skip_initializer: initialisers.
         name: model name.
         **model_kwargs: passed to `AlignedModel` (e.g. `input_mean`, `input_std`).

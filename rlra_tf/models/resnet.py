@@ -1,11 +1,15 @@
 """ResNets made of aligned units: the ImageNet family (18/34/50) and the CIFAR family (20/32/56).
 
-Each residual block is one rec-LRA block (its output unit takes its target from the output
-error through a skip synapse, plain LRA runs inside it); the stem and the head are blocks of
-their own. Forward parameter counts match the standard networks (torchvision's ResNet-18/34/50
-with conv layers without bias; He et al.'s CIFAR ResNets with 1x1 projection shortcuts where
-the shape changes, "option B"). The error synapses are extra, non-trainable weights, counted
-apart by `parameter_counts`.
+Each residual block is one rec-LRA block; the stem and the head are blocks of their own. By
+default (`feedback="adjacent"`) targets pass down unit by unit through the error synapses `F`:
+a block's output unit gets its displacement from the block above, through that block's first
+unit's synapse and its shortcut (docs/ALGORITHM.md#displacements); with `feedback="skip"` it
+takes it from the output error through its skip synapse instead.
+
+Forward parameter counts match the standard networks (torchvision's ResNet-18/34/50 with conv
+layers without bias; He et al.'s CIFAR ResNets with 1x1 projection shortcuts where the shape
+changes, "option B"). The error synapses are extra, non-trainable weights, counted apart by
+`parameter_counts`.
 """
 
 import dataclasses
@@ -98,7 +102,8 @@ def resnet(
         **model_kwargs: passed to `AlignedModel` (`input_mean`, `input_std`, `noise_seed`).
 
     Every hidden unit carries a channel-wise skip synapse (`[num_classes, channels]`), so the
-    same model trains with `rec_lra` (block outputs use theirs) and `dfa` (all units).
+    same model trains with `RecLRA(feedback="skip")` (block outputs use theirs) and `dfa`
+    (all units); the default `rec_lra` does not use them.
     Blocks change shape through 1x1 projection shortcuts (with BatchNorm), owned by the
     block's output unit.
 

@@ -9,7 +9,8 @@ import tensorflow as tf
 
 
 def output_error(logits, labels):
-    """`e_L = softmax(h_L) - y` with `y` one-hot (or smoothed) float labels (section 3.2).
+    """`e_L = softmax(h_L) - y` with `y` one-hot (or smoothed) float labels
+    (docs/ALGORITHM.md#output-error).
 
     Always float32, whatever the compute dtype of the logits (mixed precision).
     """
@@ -35,7 +36,7 @@ class Signals:
 
 def leaving_errors(unit_trace, error, through):
     """`(main, shortcut)`: the error as it leaves a unit through `F` and through its
-    projection's synapse, worked out from the formula (ALGORITHM.md 3.5a).
+    projection's synapse, worked out from the formula (docs/ALGORITHM.md#norm-transpose).
 
     Without `through`, or for a path without a normalisation, the error as it is.
     """
@@ -66,7 +67,8 @@ def propagate(
             a time beyond the forward trace, freed block by block from the top as in
             backprop. Without it, the leaving errors come from `leaving_errors`.
         through: carry every signal back through the normalisation of the unit it leaves
-            before an adjacent synapse takes it down (ALGORITHM.md 3.5a, `norm_feedback`).
+            before an adjacent synapse takes it down (docs/ALGORITHM.md#norm-transpose,
+            `norm_feedback`).
 
     A displacement is only computed where it is used, so with skip synapses the blocks are
     independent of each other (in a traced graph, nothing links them but `e_L` and, with
@@ -138,7 +140,8 @@ class UnitUpdates:
     One backward pass through the unit (`local_gradients`) gives its parameters' updates and,
     with `through`, the errors it sends down: the gradient of `sum(e * h) / n` with respect
     to the linear responses in front of its BatchNorms is `N'^T e / n`, the same transpose the
-    unit's own kernel update goes through, so it is computed once (ALGORITHM.md 3.5a).
+    unit's own kernel update goes through, so it is computed once
+    (docs/ALGORITHM.md#norm-transpose).
 
     Attributes:
         grads: `{id(variable): (update, variable)}` of every unit seen so far.
@@ -166,7 +169,7 @@ class UnitUpdates:
         return (main, shortcut), [u for u, _ in unit_grads.values()]
 
 
-# Noise examples per mirror estimate when `mirror_batch` is not given (ALGORITHM.md 3.7):
+# Noise examples per mirror estimate when `mirror_batch` is not given (docs/ALGORITHM.md#mirror):
 # dense units take rows of their input width, conv units whole noise images.
 MIRROR_BATCH = {"dense": 256, "conv": 8}
 _MIRROR_SEED = 0x5EED  # keeps the mirror's noise streams apart from the input noise's
@@ -192,7 +195,7 @@ MIRROR_NORMALISE = ("positions", "taps")
 
 def mirror_assignments(trace, step, rate, batch=None, every=1, seed=0, normalise="positions",
                        warm_start=False):
-    """The weight-mirror update of every adjacent error synapse (ALGORITHM.md 3.7).
+    """The weight-mirror update of every adjacent error synapse (docs/ALGORITHM.md#mirror).
 
     For each synapse `F` of each unit in `trace` (the projections' too): noise `x` shaped like
     the unit's input (random signs, `rademacher`), `C = corr(x, A(x; W))`
@@ -298,7 +301,8 @@ class MirrorOptions:
 
 
 def clip_by_norm(update, clip_norm):
-    """`D * min(1, c / ||D||)` (section 3.8); `None` leaves the update as it is."""
+    """`D * min(1, c / ||D||)` (docs/ALGORITHM.md#conditioning); `None` leaves the update as
+    it is."""
     if clip_norm is None:
         return update
     return tf.clip_by_norm(update, clip_norm)
@@ -335,8 +339,8 @@ class Rule(abc.ABC):
         """`(new value, variable)` pairs the model assigns after the step's updates.
 
         For error-synapse rules that are assignments rather than optimiser updates (the
-        mirror, ALGORITHM.md 3.7). `step` is the optimiser's step counter (it seeds the noise)
-        and `seed` the model's. Default: none.
+        mirror, docs/ALGORITHM.md#mirror). `step` is the optimiser's step counter (it seeds
+        the noise) and `seed` the model's. Default: none.
         """
         return []
 

@@ -1,4 +1,4 @@
-"""Feedback alignment (FA) and direct feedback alignment (DFA), ALGORITHM.md section 4."""
+"""Feedback alignment (FA) and direct feedback alignment (DFA), docs/ALGORITHM.md#options."""
 
 import tensorflow as tf
 
@@ -20,7 +20,7 @@ class FA(MirrorOptions, Rule):
     goes back through that unit's own BatchNorm first, as in FA implementations that
     differentiate through normalisation (BioTorch); `norm_feedback="skip"` applies `F` to the
     signal as it is. With `synapse_update="mirror"` the synapses align to the forward weights
-    by the local weight mirror (ALGORITHM.md 3.7): that is the rule `WM`.
+    by the local weight mirror (docs/ALGORITHM.md#mirror): that is the rule `WM`.
 
     Args:
         synapse_update: `"fixed"` (FA) or `"mirror"` (weight mirror).
@@ -83,8 +83,8 @@ class WM(FA):
     """Weight mirror (Akrout, Wilson, Humphreys, Lillicrap & Tweed, NeurIPS 2019).
 
     Feedback alignment whose synapses `F` align to the forward weights by the local mirror
-    rule (noise into each unit, `F <- (1 - lambda) F + lambda C`, ALGORITHM.md 3.7), with the
-    signals carried back through each unit's own BatchNorm: the strongest published peer of
+    rule (noise into each unit, `F <- (1 - lambda) F + lambda C`, docs/ALGORITHM.md#mirror),
+    with the signals carried back through each unit's own BatchNorm: the strongest published peer of
     rec-LRA that transports no weights. `WM()` is `FA(synapse_update="mirror",
     norm_feedback="through")`.
 

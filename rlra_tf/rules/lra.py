@@ -1,4 +1,4 @@
-"""LRA-E and recursive LRA (ALGORITHM.md section 3, revision 2)."""
+"""LRA-E and recursive LRA (docs/ALGORITHM.md#step)."""
 
 import keras
 import tensorflow as tf
@@ -40,12 +40,12 @@ def activation_difference(activation, h, shift, z=None):
 
 
 class RecLRA(MirrorOptions, Rule):
-    """Recursive local representation alignment (rec-LRA), revision 2 of ALGORITHM.md.
+    """Recursive local representation alignment (rec-LRA), as docs/ALGORITHM.md#step says.
 
     Every unit gets a target `t = phi(h - beta * d)` from a displacement `d` that error
     synapses carry to it, and its weights move by the outer product of its own input and its
     own error unit `err(z, t)`; no derivative flows between units and no activation derivative
-    is taken. The defaults are the ones that train ResNets (ALGORITHM.md section 7): targets
+    is taken. The defaults are the ones that train ResNets (docs/ALGORITHM.md#defaults): targets
     passed down through the adjacent synapses `F` (in a residual block, the shortcut plus the
     first unit's synapse), errors carried back through the unit's own BatchNorm before they
     leave it, error units scaled by `1 / beta`, and `F` aligned to `W` by the local weight
@@ -68,7 +68,7 @@ class RecLRA(MirrorOptions, Rule):
         error_scale: `"beta"` (`err = (z - t) / beta`, so the signal keeps its scale along a
             chain of units) or `"raw"` (`z - t`, LRA-E as published).
         norm_feedback: `"through"` (an error leaves its unit through `F` after the transpose
-            of the unit's own BatchNorm, ALGORITHM.md 3.5a) or `"skip"` (as it is).
+            of the unit's own BatchNorm, docs/ALGORITHM.md#norm-transpose) or `"skip"` (as it is).
         synapse_update: how the adjacent synapses `F` (and the projections') learn:
             `"mirror"` (every step, `F <- (1 - mirror_rate) F + mirror_rate C` with `C` the
             correlation of noise with the unit's linear response, an assignment outside the
@@ -146,7 +146,7 @@ class RecLRA(MirrorOptions, Rule):
                           mirror_warm_start)
 
     def error_unit(self, z, t):
-        """`err(z, t)` of section 3.3 (divided by `beta` with `error_scale="beta"`)."""
+        """`err(z, t)` of docs/ALGORITHM.md#targets (divided by `beta` with `error_scale="beta"`)."""
         return self.error_from_difference(z - t)
 
     def error_from_difference(self, diff):
@@ -235,9 +235,9 @@ class LRA(RecLRA):
     Each unit's target comes from the error of the unit above through that unit's `F`, so the
     chain of targets runs the whole depth of the network. Its defaults are the published rule:
     raw errors `z - t`, nothing carried through BatchNorm, `dF = gamma * dW` (which, under SGD
-    and Adam alike, gives `F` the same step as `W`, so `F - W` never changes: ALGORITHM.md
-    3.7). With only `beta` and `gamma` set this is exactly ALGORITHM.md section 3 with blocks
-    of one unit: no clipping, no input noise.
+    and Adam alike, gives `F` the same step as `W`, so `F - W` never changes:
+    docs/ALGORITHM.md#options). With only `beta` and `gamma` set this is exactly
+    docs/ALGORITHM.md#step with blocks of one unit: no clipping, no input noise.
 
     Args: as `RecLRA`; defaults `feedback="adjacent"`, `error_scale="raw"`,
     `norm_feedback="skip"`, `synapse_update="lra"`.

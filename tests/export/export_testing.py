@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import rlra_tf
-from export import export_lib
+from export import common
 
 SHAPE = (8, 8, 1)
 CLASSES = 3
@@ -34,6 +34,6 @@ def keras_reference(model, x):
 
 def export_error(fn, *args, **kwargs):
     """The `ExportError` that `fn(*args, **kwargs)` raises."""
-    with pytest.raises(export_lib.ExportError) as info:
+    with pytest.raises(common.ExportError) as info:
         fn(*args, **kwargs)
     return info.value

@@ -18,7 +18,7 @@ from export_testing import CLASSES, SHAPE, TOL, export_error, keras_reference
 from onnx import numpy_helper
 
 import rlra_tf
-from export import export_lib, tflite_lib
+from export import common, datasets, export_lib, serving, tflite_lib, verification
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -165,25 +165,25 @@ def test_feedback_matches_finds_transposed_copies(trained):
     model, _ = trained
     f = np.asarray(model.feedback_weights[0])
     k = np.asarray(model.unit_layers[0].kernel)
-    found = export_lib.feedback_matches(model, {"a": f.T.copy(), "b": k, "c": np.arange(3)})
+    found = verification.feedback_matches(model, {"a": f.T.copy(), "b": k, "c": np.arange(3)})
     assert len(found) == 1 and found[0].startswith("a (=") and "feedback" in found[0]
 
 
 def test_model_file_errors(tmp_path):
-    missing = export_error(export_lib.load_aligned_model, str(tmp_path / "nope.keras"))
-    assert missing.exit_code == export_lib.EXIT_MODEL and "not found" in str(missing)
+    missing = export_error(serving.load_aligned_model, str(tmp_path / "nope.keras"))
+    assert missing.exit_code == common.EXIT_USAGE and "not found" in str(missing)
 
     garbage = tmp_path / "garbage.keras"
     garbage.write_bytes(b"this is not a zip archive" * 10)
-    corrupt = export_error(export_lib.load_aligned_model, str(garbage))
-    assert corrupt.exit_code == export_lib.EXIT_MODEL
+    corrupt = export_error(serving.load_aligned_model, str(garbage))
+    assert corrupt.exit_code == common.EXIT_USAGE
     assert "not a valid .keras archive" in str(corrupt)
 
     plain = keras.Sequential([keras.Input((4,)), keras.layers.Dense(2)])
     plain_path = str(tmp_path / "plain.keras")
     plain.save(plain_path)
-    foreign = export_error(export_lib.load_aligned_model, plain_path)
-    assert foreign.exit_code == export_lib.EXIT_MODEL
+    foreign = export_error(serving.load_aligned_model, plain_path)
+    assert foreign.exit_code == common.EXIT_USAGE
     assert "not an rlra_tf AlignedModel" in str(foreign) and "Sequential" in str(foreign)
 
 
@@ -191,15 +191,15 @@ def test_truncated_model_file(trained, tmp_path):
     _, path = trained
     truncated = tmp_path / "truncated.keras"
     truncated.write_bytes(open(path, "rb").read()[:2000])
-    err = export_error(export_lib.load_aligned_model, str(truncated))
-    assert err.exit_code == export_lib.EXIT_MODEL and "corrupt or truncated" in str(err)
+    err = export_error(serving.load_aligned_model, str(truncated))
+    assert err.exit_code == common.EXIT_USAGE and "corrupt or truncated" in str(err)
 
 
 @pytest.mark.parametrize("opset", [12, 19, "17"])
 def test_bad_opset(trained, tmp_path, opset):
     _, path = trained
     err = export_error(export_lib.export_model, path, str(tmp_path / "o"), "onnx", opset=opset)
-    assert err.exit_code == export_lib.EXIT_USAGE
+    assert err.exit_code == common.EXIT_USAGE
     assert f"opset={opset!r}" in str(err) and "13 to 18" in str(err)
     assert not os.path.exists(tmp_path / "o")  # refused before anything was written
 
@@ -208,18 +208,18 @@ def test_output_errors(trained, float_export, tmp_path):
     _, path = trained
     folder, _ = float_export
     busy = export_error(export_lib.export_model, path, folder, "onnx")
-    assert busy.exit_code == export_lib.EXIT_OUTPUT
+    assert busy.exit_code == common.EXIT_USAGE
     assert "is not empty" in str(busy) and "--overwrite" in str(busy)
 
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     blocked = export_error(export_lib.export_model, path, str(a_file / "out"), "onnx")
-    assert blocked.exit_code == export_lib.EXIT_OUTPUT and "not writable" in str(blocked)
+    assert blocked.exit_code == common.EXIT_USAGE and "not writable" in str(blocked)
 
     existing = tmp_path / "m.onnx"
     existing.write_text("old")
     taken = export_error(export_lib.export_model, path, str(existing), "onnx", mode="onnx")
-    assert taken.exit_code == export_lib.EXIT_OUTPUT and "already exists" in str(taken)
+    assert taken.exit_code == common.EXIT_USAGE and "already exists" in str(taken)
 
 
 def test_overwrite_replaces_only_export_artefacts(trained, tmp_path):
@@ -243,7 +243,7 @@ def test_overwrite_replaces_only_export_artefacts(trained, tmp_path):
 
 def test_parity_failure_writes_report_and_fails(trained, tmp_path, monkeypatch):
     _, path = trained
-    real = export_lib.keras_outputs
+    real = verification.keras_outputs
 
     def off_by_a_bit(model, images, raw):
         out = real(model, images, raw)
@@ -253,7 +253,7 @@ def test_parity_failure_writes_report_and_fails(trained, tmp_path, monkeypatch):
     out = tmp_path / "out"
     err = export_error(export_lib.export_model, path, str(out), "onnx", dataset="none",
                        tolerance=1e-3)
-    assert err.exit_code == export_lib.EXIT_VERIFY and "exceeds the tolerance" in str(err)
+    assert err.exit_code == common.EXIT_VERIFY and "exceeds the tolerance" in str(err)
     report = json.load(open(out / "export_report.json"))
     assert report["passed"] is False
     assert 1.9e-3 < report["formats"]["onnx"]["max_abs_diff"]["logits"] < 2.1e-3
@@ -262,20 +262,20 @@ def test_parity_failure_writes_report_and_fails(trained, tmp_path, monkeypatch):
 def test_dataset_from_run_config(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"dataset": "fashion_mnist", "lr": 1}))
     model = str(tmp_path / "model.keras")
-    assert export_lib.dataset_from_run_config(model, "auto") == (
+    assert datasets.dataset_from_run_config(model, "auto") == (
         "fashion_mnist", str(tmp_path / "config.json"))
-    assert export_lib.dataset_from_run_config(model, "none") == ("none", None)
-    assert export_lib.dataset_from_run_config(str(tmp_path / "x" / "m.keras"), "auto") == (
+    assert datasets.dataset_from_run_config(model, "none") == ("none", None)
+    assert datasets.dataset_from_run_config(str(tmp_path / "x" / "m.keras"), "auto") == (
         "auto", None)
 
 
 def test_argument_checks():
-    assert export_lib.check_formats("onnx, savedmodel") == ("onnx", "savedmodel")
+    assert common.check_formats("onnx, savedmodel") == ("onnx", "savedmodel")
     for bad in ("", "coreml", "onnx,onnx"):
-        assert export_error(export_lib.check_formats, bad).exit_code == export_lib.EXIT_USAGE
-    assert export_lib.check_batch_sizes("1,7") == (1, 7)
-    assert export_error(export_lib.check_batch_sizes, "0,2").exit_code == export_lib.EXIT_USAGE
-    assert export_error(export_lib.check_tolerance, -1).exit_code == export_lib.EXIT_USAGE
+        assert export_error(common.check_formats, bad).exit_code == common.EXIT_USAGE
+    assert common.check_batch_sizes("1,7") == (1, 7)
+    assert export_error(common.check_batch_sizes, "0,2").exit_code == common.EXIT_USAGE
+    assert export_error(common.check_tolerance, -1).exit_code == common.EXIT_USAGE
 
 
 def _run(*args):
@@ -285,14 +285,30 @@ def _run(*args):
 
 
 def test_binaries_exit_codes(trained, tmp_path):
+    """Bad input exits 2 with one line naming it (a value, a flag that does not parse);
+    --help lists the exporter's flags with their defaults; a good export prints its summary
+    and nothing on stderr."""
     _, path = trained
     bad = _run("export.onnx", f"--model={path}", f"--out={tmp_path / 'm.onnx'}", "--opset=19")
-    assert bad.returncode == export_lib.EXIT_USAGE, bad.stderr
-    assert "export: error: Unsupported ONNX opset" in bad.stderr and "13 to 18" in bad.stderr
+    assert bad.returncode == common.EXIT_USAGE, bad.stderr
+    assert bad.stderr == ("export.onnx: error: Unsupported ONNX opset, received: opset=19. "
+                          "tf2onnx 1.17.0 converts to opsets 13 to 18 only (default 17).\n")
+    unparsed = _run("export", f"--model={path}", f"--out={tmp_path / 'x'}", "--tolerance=tiny")
+    assert unparsed.returncode == 2 and unparsed.stderr.count("\n") == 1, unparsed.stderr
+    assert unparsed.stderr.startswith("export: error: flag --tolerance=tiny:")
+    # A missing model and an unusable output folder raise ExportError with exit code 2
+    # (EXIT_USAGE), tested in-process above; the binary prints any ExportError as above.
+    usage = _run("export", "--help")
+    assert usage.returncode == 0
+    for flag in ("--model", "--out", "--formats", "--opset", "--tolerance", "--dataset",
+                 "--tflite_quantize", "--tflite_min_agreement"):
+        assert f"  {flag}:" in usage.stdout, flag
+    assert "(default: '17')" in usage.stdout and "(default: 'savedmodel,onnx')" in usage.stdout
 
     good = _run("export.savedmodel", f"--model={path}", f"--out={tmp_path / 'sm'}",
                 "--dataset=none")
     assert good.returncode == 0, good.stderr
+    assert good.stderr == ""  # no TensorFlow start-up lines, no converter output
     assert "savedmodel" in good.stdout and "max |diff|" in good.stdout
     assert os.path.exists(tmp_path / "sm" / "saved_model.pb")
     report = json.load(open(tmp_path / "sm" / "export_report.json"))
@@ -303,14 +319,15 @@ def test_binaries_with_tflite(trained, tmp_path):
     _, path = trained
     bad = _run("export.tflite", f"--model={path}", f"--out={tmp_path / 'm.tflite'}",
                "--tflite_quantize=int4")
-    assert bad.returncode == export_lib.EXIT_USAGE, bad.stderr
-    assert "export: error:" in bad.stderr and "tflite_quantize='int4'" in bad.stderr
+    assert bad.returncode == common.EXIT_USAGE, bad.stderr
+    assert "export.tflite: error:" in bad.stderr and "tflite_quantize='int4'" in bad.stderr
     assert "none, int8" in bad.stderr and not os.path.exists(tmp_path / "m.tflite")
 
     out = tmp_path / "all"
     good = _run("export", f"--model={path}", f"--out={out}", "--dataset=none",
                 "--formats=savedmodel,onnx,tflite", "--tflite_quantize=int8")
     assert good.returncode == 0, good.stderr
+    assert good.stderr == ""  # the converters' ~30 lines only with --verbosity
     assert sorted(os.listdir(out)) == ["export_report.json", "model.onnx", "model.tflite",
                                        "model_int8.tflite", "saved_model"]
     rows = {line.split()[0]: line for line in good.stdout.splitlines() if line.strip()}
@@ -327,7 +344,7 @@ def test_untrained_uncompiled_model_saves_and_loads_for_export(tmp_path):
     model = rlra_tf.models.mlp(SHAPE, hidden_units=(4,), num_classes=CLASSES)
     path = str(tmp_path / "fresh.keras")
     model.save(path)  # AlignedModel.get_compile_config failed on an uncompiled model
-    loaded = export_lib.load_aligned_model(path)
-    assert export_lib.image_shape(loaded) == SHAPE and not loaded.compiled
+    loaded = serving.load_aligned_model(path)
+    assert serving.image_shape(loaded) == SHAPE and not loaded.compiled
     x = np.random.default_rng(0).random((2,) + SHAPE, dtype=np.float32)
     np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(model(x)), rtol=0, atol=1e-6)

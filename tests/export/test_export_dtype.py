@@ -51,7 +51,7 @@ def mixed(request, tmp_path):
 
 def test_mixed_policy_model_exports_float32_graphs(mixed, tmp_path):
     path, model, twin = mixed
-    assert export_lib.dtype_policies(export_lib.load_aligned_model(path)) == ["mixed_bfloat16"]
+    assert serving.dtype_policies(serving.load_aligned_model(path)) == ["mixed_bfloat16"]
     out = tmp_path / "out"
     report = export_lib.export_model(path, str(out), "savedmodel,onnx,tflite", dataset="none")
     assert report["passed"] and report["serving_dtype"] == "float32"
@@ -80,11 +80,11 @@ def test_mixed_policy_model_exports_float32_graphs(mixed, tmp_path):
 
 def test_serving_module_of_a_mixed_model_has_no_half_precision_op(mixed):
     path, _, _ = mixed
-    model = export_lib.load_aligned_model(path)
-    module = export_lib.ServingModule(model)
+    model = serving.load_aligned_model(path)
+    module = serving.ServingModule(model)
     assert module.model_dtype_policies == ("mixed_bfloat16",)
     assert serving.half_precision_ops(module.serve.get_concrete_function()) == []
-    assert export_lib.dtype_policies(model) == ["mixed_bfloat16"]  # the model is left alone
+    assert serving.dtype_policies(model) == ["mixed_bfloat16"]  # the model is left alone
 
 
 def test_half_precision_ops_are_found_in_a_mixed_trace():
@@ -106,14 +106,14 @@ def test_float32_model_under_a_global_mixed_policy(mixed):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_bfloat16")
     try:
-        model = export_lib.load_aligned_model(path)
-        copy = export_lib.float32_model(model)
+        model = serving.load_aligned_model(path)
+        copy = serving.float32_model(model)
         assert keras.config.dtype_policy().name == "mixed_bfloat16"  # restored
     finally:
         keras.config.set_dtype_policy(previous)
-    assert copy is not model and export_lib.dtype_policies(copy) == []
+    assert copy is not model and serving.dtype_policies(copy) == []
     for a, b in zip(model.weights, copy.weights):
         assert a.path.split("/")[-1] == b.path.split("/")[-1]
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-    assert export_lib.float32_model(copy) is copy
+    assert serving.float32_model(copy) is copy
     assert os.path.exists(path)

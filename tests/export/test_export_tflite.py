@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from export_testing import CLASSES, SHAPE, TOL, export_error, keras_reference
 
-from export import export_lib, tflite_lib
+from export import common, export_lib, tflite_lib
 
 
 @pytest.fixture(scope="module")
@@ -192,7 +192,7 @@ def test_bad_tflite_quantize_is_refused(trained, tmp_path, quantize):
     _, path = trained
     err = export_error(export_lib.export_model, path, str(tmp_path / "o"), "tflite",
                  tflite_quantize=quantize)
-    assert err.exit_code == export_lib.EXIT_USAGE
+    assert err.exit_code == common.EXIT_USAGE
     assert f"tflite_quantize={quantize!r}" in str(err) and "none, int8" in str(err)
     assert not os.path.exists(tmp_path / "o")  # refused before anything was written
 
@@ -201,14 +201,14 @@ def test_tflite_argument_checks(trained, tmp_path):
     _, path = trained
     out = str(tmp_path / "o")
     no_tflite = export_error(export_lib.export_model, path, out, "onnx", tflite_quantize="int8")
-    assert no_tflite.exit_code == export_lib.EXIT_USAGE and "formats='onnx'" in str(no_tflite)
+    assert no_tflite.exit_code == common.EXIT_USAGE and "formats='onnx'" in str(no_tflite)
     for kwargs, quoted in (({"eval_images": 999}, "eval_images=999"),
                            ({"calibration_images": 0}, "calibration_images=0"),
                            ({"min_agreement": 1.5}, "min_agreement=1.5")):
         err = export_error(export_lib.export_model, path, out, "tflite", tflite_quantize="int8",
                      **kwargs)
-        assert err.exit_code == export_lib.EXIT_USAGE and quoted in str(err)
+        assert err.exit_code == common.EXIT_USAGE and quoted in str(err)
     assert not os.path.exists(out)
     wrong = export_error(export_lib.export_model, path, str(tmp_path / "m.onnx"), "tflite",
                    mode="tflite")
-    assert wrong.exit_code == export_lib.EXIT_USAGE and "ending in .tflite" in str(wrong)
+    assert wrong.exit_code == common.EXIT_USAGE and "ending in .tflite" in str(wrong)

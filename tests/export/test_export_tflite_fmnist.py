@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 import rlra_tf
-from export import export_lib, tflite_lib
+from export import common, datasets, export_lib, tflite_lib
 from rlra_tf import data
 
 
@@ -52,7 +52,7 @@ def test_int8_report_on_the_test_split(exported):
     assert cal == {"source": "fashion_mnist train", "real": True, "images": 300,
                    "order": cal["order"]}
     assert ev["source"] == "fashion_mnist test" and ev["real"] and ev["images"] == 10_000
-    assert ev["min_agreement"] == export_lib.DEFAULT_MIN_AGREEMENT
+    assert ev["min_agreement"] == common.DEFAULT_MIN_AGREEMENT
     # A model with a clear margin: far above chance (0.1), and int8 costs little of it.
     assert ev["keras_accuracy"] > 0.5
     assert abs(ev["accuracy"] - ev["keras_accuracy"]) < 0.03
@@ -65,7 +65,7 @@ def test_int8_report_on_the_test_split(exported):
 
 def test_int8_figures_match_the_interpreter(exported, fmnist_dir):
     model, folder, report = exported
-    images, labels = export_lib.labelled_images("fashion_mnist", "test", 2000, fmnist_dir)
+    images, labels = datasets.labelled_images("fashion_mnist", "test", 2000, fmnist_dir)
     entry = report["formats"]["tflite_int8"]
     runner = tflite_lib.interpreter(str(folder / "model_int8.tflite")).get_signature_runner()
     scale, zero_point = entry["input"]["scale"], entry["input"]["zero_point"]
@@ -83,11 +83,11 @@ def test_int8_figures_match_the_interpreter(exported, fmnist_dir):
 def test_low_agreement_fails_the_export(run_folder, fmnist_dir, tmp_path):
     _, run = run_folder
     out = tmp_path / "strict"
-    with pytest.raises(export_lib.ExportError) as info:
+    with pytest.raises(common.ExportError) as info:
         export_lib.export_model(str(run / "model.keras"), str(out), "tflite",
                                 data_dir=fmnist_dir, tflite_quantize="int8", eval_images=1000,
                                 min_agreement=1.0)
-    assert info.value.exit_code == export_lib.EXIT_VERIFY
+    assert info.value.exit_code == common.EXIT_VERIFY
     assert "top-1 agreement with Keras" in str(info.value) and "below 1" in str(info.value)
     report = json.load(open(out / "export_report.json"))
     assert report["passed"] is False and report["formats"]["tflite_int8"]["evaluation"][

@@ -209,8 +209,8 @@ def test_projection_needs_residual_shape_at_build():
 
 
 def test_norm_transpose_matches_the_batch_norm_formula():
-    """ALGORITHM.md 3.5a: `(gamma / sigma_B) (e - mean(e) - xhat mean(e xhat))` per channel,
-    for the unit's BatchNorm and for its projection's."""
+    """docs/ALGORITHM.md#norm-transpose: `(gamma / sigma_B) (e - mean(e) - xhat mean(e xhat))`
+    per channel, for the unit's BatchNorm and for its projection's."""
     from rlra_tf.models.blocks import trace_unit
 
     rng = np.random.default_rng(11)

@@ -1,4 +1,7 @@
-"""AlignedModel: fit with every rule, save/load, MirroredStrategy and XLA equivalence."""
+"""AlignedModel: fit with every rule, save/load, MirroredStrategy and XLA equivalence, label
+checks, evaluate as Keras, sample and class weights."""
+
+import re
 
 import keras
 import numpy as np
@@ -7,7 +10,8 @@ import tensorflow as tf
 
 import rlra_tf
 from rlra_tf import rules
-from rlra_tf.models import mlp
+from rlra_tf.models import mlp, resnet
+from rlra_tf.models.aligned_model import checked_class_ids
 
 
 def blobs(n=240, dim=10, k=3, seed=0):
@@ -136,3 +140,198 @@ def test_jit_compile_equals_graph_mode(rule):
     b = train_three_steps(rule, True)
     for p, q in zip(a, b):
         np.testing.assert_allclose(p, q, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# Labels and inputs that do not fit the model: refused with the value and num_classes.
+
+
+def out_of_range(value):
+    return (f"Received a label value of {value} which is outside the valid range [0, 3) of "
+            "this model (num_classes=3)")
+
+
+@pytest.mark.parametrize("rule", rules.NAMES)
+def test_labels_out_of_range_stop_fit_under_every_rule(rule):
+    x, y = blobs(n=16)
+    model = small_model()
+    model.compile(optimizer="sgd", rule=rule, jit_compile=False)
+    before = [w.numpy().copy() for w in model.weights]
+    bad = y.copy()
+    bad[5] = 3
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(out_of_range(3))):
+        model.fit(x, bad, epochs=1, batch_size=16, verbose=0)
+    for w, b in zip(model.weights, before):  # nothing was applied
+        np.testing.assert_array_equal(w.numpy(), b, err_msg=w.path)
+
+
+def test_bad_labels_and_inputs_name_the_value_and_the_model():
+    x, y = blobs(n=16)
+    cases = [
+        (np.where(np.arange(16) == 2, -1, y), tf.errors.InvalidArgumentError, out_of_range(-1)),
+        (y.astype("float32") + 0.5, tf.errors.InvalidArgumentError,
+         "Received a label value of 0.5, which is not a class id: expected integers in [0, 3) "
+         "(this model has num_classes=3) or one-hot labels of width 3"),
+        (np.eye(5, dtype="float32")[y], ValueError,
+         "Received one-hot labels of width 5 (labels of shape (16, 5)), but this model has "
+         "num_classes=3"),
+        (np.stack([y, y], -1)[..., None], ValueError, "received: labels of shape (16, 2, 1)"),
+    ]
+    for labels, error, message in cases:
+        model = small_model()
+        model.compile(optimizer="sgd", metrics=["accuracy"], jit_compile=False)
+        with pytest.raises(error, match=re.escape(message)):
+            model.fit(x, labels, epochs=1, batch_size=16, verbose=0)
+    model = small_model()
+    model.compile(optimizer="sgd", metrics=["accuracy"], jit_compile=False)
+    with pytest.raises(ValueError, match=re.escape(
+            "Expected inputs of shape (None, 10) (batch first) for model 'mlp', received: "
+            "inputs of shape (16, 12)")):
+        model.fit(np.zeros((16, 12), "float32"), y, epochs=1, batch_size=16, verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(out_of_range(7))):
+        model.evaluate(x, np.full(16, 7), verbose=0)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(out_of_range(3))):
+        model.local_updates(x, np.full(16, 3))
+    # Whole floats and (batch, 1) columns are class ids; int one-hot rows are one-hot.
+    ids = model.class_labels(y.astype("float32").reshape(-1, 1))
+    np.testing.assert_array_equal(ids.numpy(), np.eye(3)[y])
+    np.testing.assert_array_equal(model.class_labels(np.eye(3, dtype="int64")[y]).numpy(),
+                                  np.eye(3)[y])
+
+
+def test_checked_class_ids_in_a_tf_data_pipeline_name_the_source():
+    ds = tf.data.Dataset.from_tensor_slices(np.array([0, 4, 11, 2], "int32")).batch(4)
+    ds = ds.map(lambda y: checked_class_ids(y, 10, where="train data"))
+    with pytest.raises(tf.errors.InvalidArgumentError, match=re.escape(
+            "Received a label value of 11 (train data) which is outside the valid range "
+            "[0, 10) of this model (num_classes=10)")):
+        list(ds)
+
+
+# ---------------------------------------------------------------------------------------------
+# evaluate and the logs, as a Keras model compiled with the same loss and metrics.
+
+
+def plain_keras_copy(model):
+    """A Keras functional MLP with `model`'s forward weights (tanh hidden units)."""
+    inputs = keras.Input((10,))
+    z = inputs
+    for unit in model.unit_layers:
+        layer = keras.layers.Dense(unit.units, activation=unit.activation)
+        z = layer(z)
+        layer.set_weights([unit.kernel.numpy(), unit.bias.numpy()])
+    return keras.Model(inputs, z)
+
+
+@pytest.mark.parametrize("one_hot", [False, True], ids=["class_ids", "one_hot"])
+def test_evaluate_returns_and_names_results_as_keras(one_hot):
+    x, y = blobs(n=40)
+    labels = np.eye(3, dtype="float32")[y] if one_hot else y
+    weights = np.linspace(0.0, 2.0, 40).astype("float32")
+    model = small_model()
+    model.compile(optimizer="sgd", metrics=["accuracy"], weighted_metrics=["accuracy"],
+                  jit_compile=False)
+    plain = plain_keras_copy(model)
+    loss = (keras.losses.CategoricalCrossentropy if one_hot
+            else keras.losses.SparseCategoricalCrossentropy)(from_logits=True)
+    plain.compile(optimizer="sgd", loss=loss, metrics=["accuracy"],
+                  weighted_metrics=["accuracy"])
+    np.testing.assert_allclose(model.predict(x, verbose=0), plain.predict(x, verbose=0),
+                               atol=1e-6)
+    assert model.metrics_names == plain.metrics_names
+    for kwargs in ({}, {"sample_weight": weights}):
+        ours = model.evaluate(x, labels, batch_size=16, verbose=0, **kwargs)
+        theirs = plain.evaluate(x, labels, batch_size=16, verbose=0, **kwargs)
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5)
+        ours = model.evaluate(x, labels, batch_size=16, verbose=0, return_dict=True, **kwargs)
+        theirs = plain.evaluate(x, labels, batch_size=16, verbose=0, return_dict=True, **kwargs)
+        assert list(ours) == list(theirs)
+        np.testing.assert_allclose(list(ours.values()), list(theirs.values()), rtol=1e-5)
+    assert model.metrics_names == plain.metrics_names
+    history = model.fit(x, labels, epochs=1, batch_size=40, verbose=0, sample_weight=weights,
+                        validation_data=(x, labels, weights))
+    assert set(history.history) == set(plain.fit(
+        x, labels, epochs=1, batch_size=40, verbose=0, sample_weight=weights,
+        validation_data=(x, labels, weights)).history)
+    model.compile(optimizer="sgd", metrics=["accuracy"], jit_compile=False)
+    loss_value, accuracy = model.evaluate(x, labels, verbose=0)
+    assert loss_value > 0.0 and accuracy == pytest.approx(np.mean(
+        np.argmax(model.predict(x, verbose=0), -1) == y))
+
+
+# ---------------------------------------------------------------------------------------------
+# Sample and class weights.
+
+
+def conv_model():
+    keras.utils.set_random_seed(2)
+    return resnet("resnet_tiny", input_shape=(6, 6, 2), num_classes=3, norm=None)
+
+
+def weighted_and_repeated(model, x, y, w):
+    n = len(w)
+    weighted = {v.path: np.asarray(u) for u, v in model.local_updates(x, y, sample_weight=w)}
+    repeated = {v.path: np.asarray(u) * w.sum() / n
+                for u, v in model.local_updates(np.repeat(x, w, 0), np.repeat(y, w, 0))}
+    return weighted, repeated
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_integer_sample_weights_equal_repeated_examples_under_every_rule(architecture):
+    """Without BatchNorm, weights w give the update of the batch with example i repeated
+    w_i times, times sum(w) / n, under every rule."""
+    w = np.array([1, 0, 3, 2, 1, 2])
+    if architecture == "mlp":
+        x, y = blobs(n=6, seed=4)
+    else:
+        rng = np.random.RandomState(4)
+        x, y = rng.rand(6, 6, 6, 2).astype("float32"), rng.randint(0, 3, 6)
+    for rule in rules.NAMES:
+        model = small_model() if architecture == "mlp" else conv_model()
+        model.compile(optimizer="sgd", rule=rule, jit_compile=False)
+        weighted, repeated = weighted_and_repeated(model, x, y, w)
+        assert weighted.keys() == repeated.keys() and weighted
+        for path, update in weighted.items():
+            np.testing.assert_allclose(update, repeated[path], rtol=1e-4, atol=1e-6,
+                                       err_msg=f"{rule} {path}")
+        unweighted = {v.path: np.asarray(u) for u, v in model.local_updates(x, y)}
+        assert any(not np.allclose(unweighted[p], weighted[p], atol=1e-6) for p in weighted)
+
+
+def test_unit_sample_weights_change_nothing_with_batchnorm():
+    """With BatchNorm the errors sent down come from a second, unweighted backward pass:
+    weights of one reproduce the unweighted update exactly."""
+    rng = np.random.RandomState(5)
+    x, y = rng.rand(4, 6, 6, 2).astype("float32"), rng.randint(0, 3, 4)
+    for rule in ("rec_lra", "fa", "bp"):
+        keras.utils.set_random_seed(2)
+        model = resnet("resnet_tiny", input_shape=(6, 6, 2), num_classes=3)
+        model.compile(optimizer="sgd", rule=rule, jit_compile=False)
+        ones = {v.path: np.asarray(u)
+                for u, v in model.local_updates(x, y, sample_weight=np.ones(4))}
+        plain = {v.path: np.asarray(u) for u, v in model.local_updates(x, y)}
+        for path in plain:
+            np.testing.assert_allclose(ones[path], plain[path], rtol=1e-5, atol=1e-7,
+                                       err_msg=f"{rule} {path}")
+
+
+@pytest.mark.parametrize("rule", ["rec_lra", "bp"])
+def test_fit_applies_the_weighted_update_and_class_weight_equals_sample_weight(rule):
+    x, y = blobs(n=12, seed=6)
+    class_weight = {0: 0.5, 1: 2.0, 2: 1.0}
+    w = np.array([class_weight[c] for c in y], "float32")
+    trained = []
+    for kwargs in ({"sample_weight": w}, {"class_weight": class_weight}):
+        model = small_model()
+        model.compile(optimizer=keras.optimizers.SGD(1.0), rule=rule, jit_compile=False)
+        start = {v.path: v.numpy().copy() for v in model.trainable_variables}
+        expected = {v.path: np.asarray(u) for u, v in model.local_updates(x, y, sample_weight=w)}
+        model.fit(x, y, epochs=1, batch_size=12, shuffle=False, verbose=0, **kwargs)
+        for v in model.trainable_variables:
+            np.testing.assert_allclose(v.numpy(), start[v.path] - expected[v.path], atol=1e-6,
+                                       err_msg=v.path)
+        trained.append([v.numpy() for v in model.weights])
+    for a, b in zip(*trained):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match=re.escape("received: 5 sample weights for 12")):
+        model.local_updates(x, y, sample_weight=np.ones(5))

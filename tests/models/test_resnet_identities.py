@@ -93,8 +93,8 @@ def test_rec_lra_last_block_follows_backprop_when_its_synapses_are_backprops(nor
     output_unit = last.unit_layers[-1]
     # The output unit's BatchNorm is inside its local update, so it follows backprop exactly;
     # the first unit's target comes through F of the unit above, which skips that BatchNorm's
-    # Jacobian (ALGORITHM.md 3.5), so it is checked without BatchNorm only.
-    # Along the adjacent chain the error shrinks by `beta` per unit (ALGORITHM.md section 3):
+    # Jacobian (docs/ALGORITHM.md#norm-transpose), so it is checked without BatchNorm only.
+    # Along the adjacent chain the error shrinks by `beta` per unit (docs/ALGORITHM.md#targets):
     # the output unit's update is `beta` times backprop's, the unit below it `beta**2` times.
     units = [output_unit] if norm else last.unit_layers
     for unit in units:
@@ -143,7 +143,7 @@ def cosine_and_ratio(update, grad):
 
 @pytest.mark.parametrize("stem", ["cifar", "imagenet"])
 def test_rec_lra_with_exact_synapses_through_batch_norm_is_backprop(stem):
-    """The identity that pins revision 2 (ALGORITHM.md 3, "facts worth knowing").
+    """The identity that pins revision 2 (docs/ALGORITHM.md#identity).
 
     A tiny ResNet with BatchNorm in training mode in every unit and a strided projection
     shortcut (with its own BatchNorm); every error synapse set to its forward kernel; errors
@@ -167,7 +167,7 @@ def test_rec_lra_with_exact_synapses_through_batch_norm_is_backprop(stem):
         assert cos >= 0.999, (var.path, cos)
         assert 0.97 <= ratio <= 1.03, (var.path, ratio)
     # Without the path through BatchNorm the same exact synapses do not give backprop's
-    # direction for the units below the head's block (ALGORITHM.md 3.5a).
+    # direction for the units below the head's block (docs/ALGORITHM.md#norm-transpose).
     model.compile(optimizer="sgd", rule=rules.RecLRA(beta=1e-3, norm_feedback="skip",
                                                      synapse_update="fixed"))
     skipped = {id(v): u for u, v in model.local_updates(x, y)}

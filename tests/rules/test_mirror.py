@@ -1,4 +1,4 @@
-"""The weight mirror (ALGORITHM.md 3.7): estimates against NumPy, convergence, replicas."""
+"""The weight mirror (docs/ALGORITHM.md#mirror): estimates against NumPy, convergence, replicas."""
 
 import keras
 import numpy as np

@@ -1,4 +1,5 @@
-"""The rules' updates against an independent NumPy computation of ALGORITHM.md sections 3-4.
+"""The rules' updates against an independent NumPy computation of docs/ALGORITHM.md#step and
+#options.
 
 The network is a tanh MLP 4-5-3-3 with every weight set from a seeded NumPy generator; NumPy
 recomputes the forward pass, the targets, the errors and the updates from the equations alone.
@@ -81,8 +82,8 @@ def np_lra(params, x, y, beta, gamma, block_size=None, alpha=1.0, clip=None, heb
            scale=False, synapse_update="lra"):
     """Section 3; `block_size=None` is LRA-E (adjacent everywhere), else rec-LRA's blocks.
 
-    `scale`: error units divided by beta (3.3); `synapse_update="lra"` adds `dF = gamma dW`
-    for the synapses that carried an error, anything else adds no F update.
+    `scale`: error units divided by beta (docs/ALGORITHM.md#targets); `synapse_update="lra"`
+    adds `dF = gamma dW` for the synapses that carried an error, anything else adds no F update.
     """
     zs, hs = np_forward(params, x)
     n, L = x.shape[0], len(params)

@@ -103,7 +103,7 @@ def main(out_dir, trainer_workdir=None, mode=None):
     if trainer_workdir:
         import tensorflow_datasets as tfds
 
-        from trainers import train_lib
+        from trainers import errors, train_lib
 
         # One MultiWorkerMirroredStrategy per process: the trainer reuses this one.
         distribute.get_strategy = lambda *args, **kwargs: strategy
@@ -113,7 +113,7 @@ def main(out_dir, trainer_workdir=None, mode=None):
                     trainer_config(os.path.join(out_dir, "tfds")), trainer_workdir,
                     callbacks=callbacks, verbose=0,
                 )
-            except train_lib.TrainingInterrupted as err:
+            except errors.TrainingInterrupted as err:
                 print(f"rlra-train: {err.kind}: {err}", flush=True)
                 sys.exit(err.exit_code)
 

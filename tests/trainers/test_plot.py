@@ -95,6 +95,27 @@ def test_tolerates_partial_and_list_shaped_metrics(tmp_path):
         plot_lib.load_run(tmp_path)
 
 
+def test_a_run_in_progress_plots_from_its_history_csv(tmp_path):
+    """No metrics.json yet: the epochs history.csv holds so far, labelled as in progress."""
+    run = tmp_path / "running"
+    run.mkdir()
+    (run / "history.csv").write_text(
+        "accuracy,epoch,epoch_seconds,loss,val_accuracy,val_loss\n"
+        "0.7,0,3.1,0.9,0.72,0.8\n0.8,1,3.0,0.6,0.81,0.5\n")
+    (run / "config.json").write_text(json.dumps({"rule": "rec_lra", "model": "mlp",
+                                                 "dataset": "fashion_mnist"}))
+    fig = plot_lib.plot_runs([run], tmp_path / "p.png")
+    acc_ax, loss_ax = fig.axes
+    np.testing.assert_allclose(acc_ax.get_lines()[0].get_ydata(), [0.72, 0.81])
+    np.testing.assert_allclose(loss_ax.get_lines()[0].get_ydata(), [0.8, 0.5])
+    assert acc_ax.get_legend().get_texts()[0].get_text() == \
+        "rec_lra / mlp fashion_mnist (in progress: 2 epochs)"
+    with pytest.raises(ValueError) as excinfo:
+        plot_lib.load_run(tmp_path / "nowhere")
+    assert str(excinfo.value) == (f"No run at {str(tmp_path / 'nowhere')!r}: expected a run "
+                                  "directory or a metrics.json")
+
+
 def test_reads_the_trainers_metrics_layout(tmp_path):
     """trainers.train_lib writes per-epoch dicts (from history.csv) and a config without preset."""
     run = tmp_path / "trained"
@@ -127,6 +148,12 @@ def test_command_line_writes_the_png(two_runs, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     assert out.read_bytes().startswith(PNG_MAGIC) and out.stat().st_size > 5000
-    usage = subprocess.run([sys.executable, "-m", "trainers.plot", f"--out={out}"], cwd=REPO,
-                           env=env, capture_output=True, text=True, timeout=120)
-    assert usage.returncode != 0 and "RUN_DIR" in usage.stderr + usage.stdout
+    for args, message in [
+        ([], "rlra-plot: error: Expected at least one RUN_DIR (a trainer's work directory)\n"),
+        ([str(tmp_path / "nowhere")], f"rlra-plot: error: No run at "
+                                      f"{str(tmp_path / 'nowhere')!r}: expected a run directory "
+                                      "or a metrics.json\n"),
+    ]:
+        bad = subprocess.run([sys.executable, "-m", "trainers.plot", *args, f"--out={out}"],
+                             cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 2 and bad.stderr == message

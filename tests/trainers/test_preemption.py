@@ -24,7 +24,7 @@ import tensorflow_datasets as tfds
 from test_train import MOCK_EXAMPLES, TINY_STEPS, run_main, snapshot
 
 import rlra_tf  # noqa: F401  (registers the layers and models for loading)
-from trainers import fault_tolerance, preemption, presets, train_lib, workdirs
+from trainers import builders, errors, fault_tolerance, preemption, presets, train_lib, workdirs
 
 
 @pytest.fixture
@@ -103,7 +103,7 @@ def test_signal_stops_at_a_backup_and_the_rerun_ends_as_if_uninterrupted(
     first = StepLog()
     kill = AtStep(13, lambda: os.kill(os.getpid(), signum))  # epoch 2, batch 5
     handler_before = signal.getsignal(signum)
-    with pytest.raises(train_lib.TrainingInterrupted) as excinfo:
+    with pytest.raises(errors.TrainingInterrupted) as excinfo:
         train_lib.train_and_evaluate(tiny(mock_fmnist), workdir, callbacks=[first, kill],
                                      verbose=0)
     err = excinfo.value
@@ -139,7 +139,7 @@ def test_signal_stops_at_a_backup_and_the_rerun_ends_as_if_uninterrupted(
 def test_signal_in_the_last_step_of_an_epoch_stops_after_the_epoch_end(tmp_path, mock_fmnist):
     workdir = str(tmp_path / "run")
     kill = AtStep(TINY_STEPS, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    with pytest.raises(train_lib.TrainingInterrupted) as excinfo:
+    with pytest.raises(errors.TrainingInterrupted) as excinfo:
         train_lib.train_and_evaluate(tiny(mock_fmnist), workdir, callbacks=[kill], verbose=0)
     assert f"after step {TINY_STEPS} (end of epoch 1)" in str(excinfo.value)
     # Validation, the history row, the checkpoints and the epoch-end backup were all written.
@@ -169,7 +169,7 @@ def test_a_second_signal_during_the_backup_does_not_cut_it_short(tmp_path, mock_
 
     monkeypatch.setattr(fault_tolerance.StepBackup, "save", save_with_a_signal_in_the_middle)
     kill = AtStep(11, lambda: os.kill(os.getpid(), signal.SIGTERM))
-    with pytest.raises(train_lib.TrainingInterrupted) as excinfo:
+    with pytest.raises(errors.TrainingInterrupted) as excinfo:
         train_lib.train_and_evaluate(tiny(mock_fmnist), workdir, callbacks=[kill], verbose=0)
     assert excinfo.value.exit_code == 143  # the first signal's
     assert "SIGINT received while stopping after SIGTERM: ignored" in capfd.readouterr().err
@@ -183,7 +183,7 @@ def test_a_second_signal_during_the_backup_does_not_cut_it_short(tmp_path, mock_
 def test_signal_before_training_stops_at_once_and_leaves_nothing(tmp_path, mock_fmnist,
                                                                  monkeypatch):
     workdir = tmp_path / "run"
-    build = train_lib.build_model
+    build = builders.build_model
 
     def build_then_signal(*args):
         model = build(*args)
@@ -191,7 +191,7 @@ def test_signal_before_training_stops_at_once_and_leaves_nothing(tmp_path, mock_
         return model
 
     monkeypatch.setattr(train_lib, "build_model", build_then_signal)
-    with pytest.raises(train_lib.TrainingInterrupted) as excinfo:
+    with pytest.raises(errors.TrainingInterrupted) as excinfo:
         train_lib.train_and_evaluate(tiny(mock_fmnist), workdir, verbose=0)
     assert excinfo.value.exit_code == 130
     assert "while not training; nothing was lost" in str(excinfo.value)
@@ -249,7 +249,7 @@ def test_url_lock_is_stale_when_its_process_or_heartbeat_is_gone(monkeypatch):
 
     # Another machine with a fresh heartbeat: busy, and the message says how fresh.
     busy = held_by(heartbeat=time.time() - 30)
-    with pytest.raises(train_lib.TrainerError) as excinfo:
+    with pytest.raises(errors.TrainerError) as excinfo:
         preemption.WorkdirLock(busy).acquire()
     assert "pid 1 on host 'other-host'" in str(excinfo.value)
     assert "last heartbeat 30 s ago" in str(excinfo.value)
@@ -272,7 +272,7 @@ def test_url_lock_is_stale_when_its_process_or_heartbeat_is_gone(monkeypatch):
         assert not tf.io.gfile.exists(f"{workdir}/lock.json")
     # Our own live process on this machine and boot: busy.
     live = held_by(host=socket.gethostname(), pid=os.getpid(), boot_id=preemption._boot_id())
-    with pytest.raises(train_lib.TrainerError):
+    with pytest.raises(errors.TrainerError):
         preemption.WorkdirLock(live).acquire()
 
 

@@ -10,6 +10,7 @@ into one process; its command line runs in the subprocess tests.
 import json
 import os
 import re
+import shutil
 
 import keras
 import numpy as np
@@ -20,7 +21,7 @@ from absl import flags
 
 import rlra_tf  # noqa: F401  (registers the layers and models for loading)
 from rlra_tf import data, distribute
-from trainers import evaluate_lib, presets, train, train_lib
+from trainers import builders, errors, evaluate_lib, presets, train, train_lib
 
 # tiny_mlp: 64 training examples in batches of 8 (8 steps per epoch), 32 validation/test ones.
 TINY_STEPS = 8
@@ -107,6 +108,25 @@ def test_train_then_evaluate_under_mock_data(tmp_path, mock_fmnist, capsys):
     assert f"accuracy {accuracy:.4f}" in report and f"loss {loss:.4f}" in report
     assert parse_confusion_matrix(report, 10).tolist() == matrix.tolist()
 
+    # A model file finds its run's config.json beside it (or one folder up, for a
+    # checkpoint); a copy elsewhere needs --dataset, since two datasets fit its shape.
+    for path in (os.path.join(workdir, "model.keras"),
+                 os.path.join(workdir, "checkpoints", "last.keras")):
+        again = evaluate_lib.evaluate(path, split="test", limit=32)
+        assert again["dataset"] == "fashion_mnist" and again["num_examples"] == 32
+    assert again["confusion_matrix"] == result["confusion_matrix"]  # last.keras: the same model
+    copy = str(tmp_path / "copy.keras")
+    shutil.copy(os.path.join(workdir, "model.keras"), copy)
+    with pytest.raises(errors.TrainerError) as excinfo:
+        evaluate_lib.evaluate(copy, split="test", limit=32)
+    assert str(excinfo.value) == (
+        f"Which dataset? {copy} has no trainer's config.json beside it and mnist and "
+        "fashion_mnist fit the model; pass --dataset (one of mnist, fashion_mnist, cifar10, "
+        "cifar100, imagenet2012)")
+    named = evaluate_lib.evaluate(copy, dataset="fashion_mnist", split="test", limit=32,
+                                  data_dir=mock_fmnist)
+    assert named["confusion_matrix"] == result["confusion_matrix"]
+
 
 def parse_confusion_matrix(report, k):
     """The matrix of `format_report` text: the k rows after the header line of column ids."""
@@ -190,7 +210,7 @@ def test_mixed_precision_trains_records_and_restores_the_policy(tmp_path, mock_f
     model = keras.saving.load_model(os.path.join(workdir, "model.keras"))
     assert {u.compute_dtype for u in model.unit_layers} == {"bfloat16"}
     assert {w.dtype for w in model.weights} == {"float32"}
-    assert train_lib.policy_name("auto") == "float32"  # this machine has no GPU or TPU
+    assert builders.policy_name("auto") == "float32"  # this machine has no GPU or TPU
 
 
 # ---------------------------------------------------------------------------------------------
@@ -246,14 +266,17 @@ def test_labels_outside_the_classes_are_refused(tmp_path, mock_fmnist, monkeypat
     relabel(monkeypatch, 10)  # mock labels are 0..9, now 10..19
     config = presets.override(presets.get("tiny_mlp"), data_dir=mock_fmnist)
     workdir = tmp_path / "run"
-    with pytest.raises(train_lib.TrainerError) as excinfo:
+    with pytest.raises(errors.TrainerError) as excinfo:
         train_lib.train_and_evaluate(config, workdir, verbose=0)
     assert excinfo.value.exit_code == 2
     message = str(excinfo.value)
-    # The first training batch (8 examples), checked before anything is written.
+    # The first training batch (8 examples), checked before anything is written, by the
+    # model's own check: the first label out of range is named.
     _, y = next(iter(data.load("fashion_mnist", "train", 8, shuffle=False, data_dir=mock_fmnist)))
-    bad = sorted(set(y.numpy().tolist()))
-    assert "must be in [0, 10)" in message and f"received labels {bad}" in message
+    assert message == (
+        f"Bad labels in the data: Received a label value of {int(y[0])} (train data) which is "
+        "outside the valid range [0, 10) of this model (num_classes=10) (the model has as "
+        "many outputs as the dataset has classes), in the first training batch")
     assert not os.path.exists(workdir)
 
 
@@ -261,11 +284,13 @@ def test_bad_labels_met_during_training_are_refused(tmp_path, mock_fmnist, monke
     # The first batch (the pre-flight check) is fine; the shuffled training batches are not.
     relabel(monkeypatch, -10, train_pipeline_only=True)
     config = presets.override(presets.get("tiny_mlp"), data_dir=mock_fmnist)
-    with pytest.raises(train_lib.TrainerError) as excinfo:
+    with pytest.raises(errors.TrainerError) as excinfo:
         train_lib.train_and_evaluate(config, tmp_path / "run", verbose=0)
     assert excinfo.value.exit_code == 2
     message = str(excinfo.value)
-    assert "labels of the train data must be in [0, 10), received labels [-" in message
+    assert message.startswith("Bad labels in the data: Received a label value of -")
+    assert "(train data) which is outside the valid range [0, 10) of this model " \
+           "(num_classes=10)" in message
     assert not os.path.exists(tmp_path / "run")  # the run had no backup yet: nothing is kept
 
 
@@ -293,7 +318,7 @@ def test_global_batch_must_divide_by_the_replicas(tmp_path, mock_fmnist, monkeyp
     monkeypatch.setattr(distribute, "get_strategy", lambda *args, **kwargs: mirrored_strategy)
     config = presets.override(presets.get("tiny_mlp"), data_dir=mock_fmnist, batch_size=7,
                               strategy="mirrored")
-    with pytest.raises(train_lib.TrainerError) as excinfo:
+    with pytest.raises(errors.TrainerError) as excinfo:
         train_lib.train_and_evaluate(config, tmp_path / "run", verbose=0)
     assert excinfo.value.exit_code == 2
     message = str(excinfo.value)
@@ -342,3 +367,56 @@ def test_workdir_of_another_config_is_refused_unless_overwrite(tmp_path, mock_fm
     code, _, err = run_main(base[:1] + [f"--workdir={other}", "--overwrite"] + base[2:], capsys)
     assert code == 2 and "holds no config.json" in err
     assert (other / "notes.txt").read_text() == "keep me" and len(os.listdir(other)) == 1
+
+
+# ---------------------------------------------------------------------------------------------
+# Extending a finished run.
+
+
+def test_raising_epochs_extends_a_finished_run(tmp_path, mock_fmnist, capsys):
+    """1 epoch, then --epochs=2: the same weights as 2 epochs in one go (a constant rate: the
+    schedule does not depend on the run's length), one history, the new config written."""
+    base = ["--preset=tiny_mlp", f"--data_dir={mock_fmnist}"]
+    assert run_main(base + [f"--workdir={tmp_path / 'whole'}"], capsys)[0] == 0
+    extended = str(tmp_path / "extended")
+    assert run_main(base + [f"--workdir={extended}", "--epochs=1"], capsys)[0] == 0
+    code, out, err = run_main(base + [f"--workdir={extended}"], capsys)
+    assert code == 0, err
+    assert f"Extending {extended} from 1 to 2 epochs" in out
+    whole = model_weights(str(tmp_path / "whole" / "model.keras"))
+    for name, value in model_weights(os.path.join(extended, "model.keras")).items():
+        np.testing.assert_array_equal(value, whole[name], err_msg=name)
+    metrics = json.load(open(os.path.join(extended, "metrics.json")))
+    assert [h["epoch"] for h in metrics["history"]] == [0, 1]
+    assert metrics["config"]["epochs"] == 2
+    assert json.load(open(os.path.join(extended, "config.json")))["epochs"] == 2
+    assert not os.path.exists(os.path.join(extended, "backup"))
+    # Fewer epochs than the finished run is another config.
+    code, _, err = run_main(base + [f"--workdir={extended}", "--epochs=1"], capsys)
+    assert code == 2 and "different config (epochs: 2 -> 1)" in err
+
+
+def test_an_extended_cosine_schedule_resumes_on_the_longer_curve(tmp_path, mock_fmnist, capsys):
+    """A cosine decay that reached 0 after 1 epoch resumes at the 2-epoch curve's value at
+    step 8, half the peak rate (docs/ALGORITHM.md#schedule)."""
+    workdir = str(tmp_path / "run")
+    base = ["--preset=tiny_mlp", f"--data_dir={mock_fmnist}", f"--workdir={workdir}",
+            "--schedule=cosine", "--learning_rate=0.01"]
+    assert run_main(base + ["--epochs=1"], capsys)[0] == 0
+    first = keras.saving.load_model(os.path.join(workdir, "model.keras"))
+    assert float(first.optimizer.learning_rate) == pytest.approx(0.0, abs=1e-9)
+    seen = []
+
+    class RateAtStart(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            if not seen:
+                step = int(self.model.optimizer.iterations)
+                seen.append((step, float(self.model.optimizer.learning_rate)))
+
+    config = presets.override(presets.get("tiny_mlp"), data_dir=mock_fmnist, epochs=2,
+                              schedule="cosine", learning_rate=0.01)
+    train_lib.train_and_evaluate(config, workdir, callbacks=[RateAtStart()], verbose=0)
+    assert seen[0][0] == TINY_STEPS
+    assert seen[0][1] == pytest.approx(0.01 * (1 + np.cos(np.pi * 0.5)) / 2, rel=1e-5)
+    assert [h["epoch"] for h in json.load(open(os.path.join(workdir, "metrics.json")))[
+        "history"]] == [0, 1]

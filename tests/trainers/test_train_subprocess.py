@@ -87,8 +87,12 @@ def test_train_then_evaluate_on_local_fashion_mnist(uninterrupted, fmnist_dir, t
     assert metrics["test_accuracy"] == pytest.approx(np.mean(predicted[:32] == labels[:32]))
 
     output = str(tmp_path / "evaluation.json")
-    result = run(["-m", "trainers.evaluate", f"--model={uninterrupted}", f"--output={output}"])
+    # The model file, as the README has it: the dataset and data_dir come from the run's
+    # config.json beside it.
+    result = run(["-m", "trainers.evaluate", f"--model={uninterrupted}/model.keras",
+                  f"--output={output}"])
     assert result.returncode == 0, result.stderr
+    assert result.stderr == ""  # no TensorFlow start-up lines
     head = re.search(r"fashion_mnist/test: (\d+) examples, accuracy ([\d.]+), loss ([\d.]+)",
                      result.stdout)
     assert head, result.stdout
@@ -238,10 +242,16 @@ def test_signal_then_rerun_ends_with_the_uninterrupted_weights(signum, uninterru
 
 
 def test_bad_command_line_exits_with_status_2(tmp_path):
+    """One line on stderr, nothing else (TensorFlow's start-up lines neither), status 2."""
     workdir = tmp_path / "run"
     result = run(["-m", "trainers.train", "--preset=tiny_mlp", "--epochs=0",
                   f"--workdir={workdir}"])
     assert result.returncode == 2
-    assert result.stderr.strip().endswith(
-        "rlra-train: error: Expected a positive integer for epochs, received: epochs=0")
+    assert result.stderr == \
+        "rlra-train: error: Expected a positive integer for epochs, received: epochs=0\n"
     assert not workdir.exists()
+    result = run(["-m", "trainers.evaluate", f"--model={tmp_path / 'missing.keras'}"])
+    assert result.returncode == 2
+    assert result.stderr == (f"rlra-evaluate: error: No saved model at "
+                             f"'{tmp_path / 'missing.keras'}' (expected a .keras file or a run "
+                             "directory)\n")
