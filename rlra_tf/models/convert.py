@@ -514,7 +514,7 @@ def _copy_weights(unit, spec):
     return pairs
 
 
-def from_keras(model, num_classes=None, name=None, fold_batchnorm_bias=False):
+def from_keras(model, num_classes=None, name=None, fold_batchnorm_bias=False, **model_kwargs):
     """Converts a Keras `Sequential` or functional classifier into an `AlignedModel`.
 
     The returned model computes the same logits as `model` (before its final softmax, which is
@@ -541,6 +541,7 @@ def from_keras(model, num_classes=None, name=None, fold_batchnorm_bias=False):
             follows, shifting the BatchNorm's moving mean by it instead: the same function
             (in training the batch mean absorbs a bias exactly, so it never learns either)
             with fewer parameters, as torchvision's and rlra_tf's ResNets have it.
+        **model_kwargs: passed to `AlignedModel` (e.g. `noise_seed`).
 
     Returns:
         An `AlignedModel`, with `model.conversion` (a `Conversion`: notes, where each layer
@@ -644,7 +645,8 @@ def from_keras(model, num_classes=None, name=None, fold_batchnorm_bias=False):
                       input_std=tuple(np.broadcast_to(std, (channels,)).tolist()))
         notes.append(f"{', '.join(folded)} folded into the model's input preprocessing "
                      "(input_mean, input_std)")
-    aligned = AlignedModel(built, num_classes=classes, name=name or model.name, **kwargs)
+    aligned = AlignedModel(built, num_classes=classes, name=name or model.name, **kwargs,
+                           **model_kwargs)
     aligned.build((None,) + shape)
     weight_pairs = []
     for unit, spec in units:
