@@ -34,6 +34,12 @@ def vgg(input_shape=(28, 28, 1), num_classes=10):
 
 
 MODELS = {"cnn": cnn, "vgg": vgg}
+DESCRIPTIONS = {
+    "cnn": "Keras Sequential CNN: Conv 32-BN-ReLU-MaxPool, Conv 64-BN-ReLU-MaxPool, Dense 128 "
+           "ReLU, Dropout 0.3, Dense 10 softmax (Keras' BatchNorm, momentum 0.99)",
+    "vgg": "Keras VGG-style CNN without BatchNorm: Conv 32 x2, pool, Conv 64 x2, pool, Conv 128 "
+           "x2, pool, Dense 256 x2 (ReLU), Dense 10 softmax",
+}
 
 
 def save(name, path, seed=0):
