@@ -19,8 +19,17 @@ from report_json import (
 )
 
 from benchmarks import curves, report
-from benchmarks.report import accuracy, claims, convergence, export, frame, peers
-from benchmarks.report import precision, scaling, speed
+from benchmarks.report import (
+    accuracy,
+    claims,
+    convergence,
+    export,
+    frame,
+    peers,
+    precision,
+    scaling,
+    speed,
+)
 from benchmarks.report import summaries as s
 from benchmarks.report.results import Results
 

@@ -1,7 +1,6 @@
 """`rlra_tf.testing`: the one-call checks pass on the library's own layers and rules, and catch a
 wrong transpose, a wrong feedback and a rule that does not reload."""
 
-import keras
 import pytest
 import tensorflow as tf
 

@@ -496,7 +496,8 @@ def norm_transpose(norm, error, linear):
 
 
 def norm_weight_pairs(prefix, norm):
-    """`(role, variable)` of a BatchNorm's weights (`prefix/gamma`, ..., `prefix/moving_variance`)."""
+    """`(role, variable)` of a BatchNorm's weights (`prefix/gamma`, ...,
+    `prefix/moving_variance`)."""
     names = ("gamma", "beta", "moving_mean", "moving_variance")
     return [(f"{prefix}/{n}", getattr(norm, n)) for n in names if getattr(norm, n) is not None]
 

@@ -1,9 +1,9 @@
 """Blocks: runs of units (and the transitions between them) that the rules treat as one.
 
-`AlignedBlock` declares what a block type provides to `AlignedModel` and the rules (docs/ALGORITHM.md#words;
-docs/MODELS.md#the-contract-a-new-layer-type-meets). `UnitStack` (a plain chain) and
-`ResidualStack` (a chain whose output unit adds the block input) take any units and transitions
-in order; the ResNet blocks in `residual_blocks.py` are built from them.
+`AlignedBlock` declares what a block type provides to `AlignedModel` and the rules
+(docs/ALGORITHM.md#words; docs/MODELS.md#the-contract-a-new-layer-type-meets). `UnitStack` (a
+plain chain) and `ResidualStack` (a chain whose output unit adds the block input) take any units
+and transitions in order; the ResNet blocks in `residual_blocks.py` are built from them.
 """
 
 import keras

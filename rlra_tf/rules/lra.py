@@ -146,7 +146,8 @@ class RecLRA(MirrorOptions, Rule):
                           mirror_warm_start)
 
     def error_unit(self, z, t):
-        """`err(z, t)` of docs/ALGORITHM.md#targets (divided by `beta` with `error_scale="beta"`)."""
+        """`err(z, t)` of docs/ALGORITHM.md#targets (divided by `beta` with
+        `error_scale="beta"`)."""
         return self.error_from_difference(z - t)
 
     def error_from_difference(self, diff):
