@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rlra_tf.checks import check_positive_int
+
 # Metrics of one unit, in the order they are logged.
 UNIT_METRICS = (
     "angle",  # degrees between the rule's kernel update and backprop's kernel gradient
@@ -179,12 +181,6 @@ def write_scalar(tag, value, step):
     return tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata)
 
 
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"Expected a positive integer for {name}, received: {name}={value!r}")
-    return int(value)
-
-
 class AlignmentDiagnostics(keras.callbacks.Callback):
     """Every `every_n_steps` training steps, probe the rule's alignment with backprop.
 
@@ -223,7 +219,7 @@ class AlignmentDiagnostics(keras.callbacks.Callback):
                 "Expected probe_x and probe_y with the same positive batch size, received: "
                 f"probe_x.shape={self.probe_x.shape}, probe_y.shape={self.probe_y.shape}"
             )
-        self.every_n_steps = _check_positive_int("every_n_steps", every_n_steps)
+        self.every_n_steps = check_positive_int("every_n_steps", every_n_steps)
         self.log_dir = None if log_dir is None else str(log_dir)
         self.history = []
         self._writer = None

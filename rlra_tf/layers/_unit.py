@@ -11,6 +11,8 @@ rules call only these. docs/MODELS.md#the-contract-a-new-layer-type-meets walks 
 import keras
 from keras import ops
 
+from rlra_tf.checks import check_positive_int
+
 
 def default_feedback_initializer():
     """A Gaussian scaled so a displacement keeps the error's scale (variance 1 / fan-out)."""
@@ -20,25 +22,6 @@ def default_feedback_initializer():
 def default_skip_initializer():
     """A Gaussian with variance 1 / num_classes for the skip synapse `S` of shape [K, units]."""
     return keras.initializers.VarianceScaling(scale=1.0, mode="fan_in", distribution="normal")
-
-
-def check_positive_int(name, value):
-    """`value` if it is a positive integer (not a bool), else a `ValueError` quoting it."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"Expected a positive integer for {name}, received: {name}={value!r}"
-        )
-    return value
-
-
-def check_choice(name, value, allowed):
-    """`value` if it is one of `allowed`, else a `ValueError` quoting it and the choices."""
-    if value not in allowed:
-        choices = sorted(allowed, key=str) if isinstance(allowed, (set, frozenset)) else allowed
-        raise ValueError(
-            f"Expected {name} to be one of {list(choices)}, received: {name}={value!r}"
-        )
-    return value
 
 
 class AlignedUnit(keras.layers.Layer):

@@ -3,7 +3,8 @@
 import keras
 import tensorflow as tf
 
-from rlra_tf.layers._unit import AlignedUnit, check_positive_int
+from rlra_tf.checks import check_pair, check_positive_int, window_output_size
+from rlra_tf.layers._unit import AlignedUnit
 from rlra_tf.layers.fused_batch_norm import FusedBatchNormalization
 
 NORMS = (None, "batch", "sync_batch")
@@ -18,24 +19,9 @@ def default_conv_initializer():
     )
 
 
-def _pair(name, value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    value = tuple(value)
-    if len(value) != 2:
-        raise ValueError(f"Expected an integer or a pair for {name}, received: {name}={value!r}")
-    for v in value:
-        check_positive_int(name, v)
-    return value
-
-
 def conv_output_size(size, kernel, stride, padding):
     """Output length of a convolution along one axis (`None` stays `None`)."""
-    if size is None:
-        return None
-    if padding == "same":
-        return -(-size // stride)
-    return (size - kernel) // stride + 1
+    return window_output_size(size, kernel, stride, padding)
 
 
 @keras.saving.register_keras_serializable(package="rlra_tf")
@@ -124,8 +110,8 @@ class AlignedConv2D(AlignedUnit):
             **kwargs,
         )
         self.filters = check_positive_int("filters", filters)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.strides = _pair("strides", strides)
+        self.kernel_size = check_pair("kernel_size", kernel_size)
+        self.strides = check_pair("strides", strides)
         if padding not in PADDINGS:
             raise ValueError(
                 f"Expected padding to be one of {PADDINGS}, received: padding={padding!r}"
@@ -140,7 +126,7 @@ class AlignedConv2D(AlignedUnit):
                 f"Expected shortcut to be one of {SHORTCUTS}, received: shortcut={shortcut!r}"
             )
         self.shortcut = shortcut
-        self.shortcut_strides = _pair("shortcut_strides", shortcut_strides)
+        self.shortcut_strides = check_pair("shortcut_strides", shortcut_strides)
         self.shortcut_use_bias = (
             self.use_bias if shortcut_use_bias is None else bool(shortcut_use_bias)
         )

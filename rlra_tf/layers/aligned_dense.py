@@ -4,8 +4,9 @@ import keras
 import tensorflow as tf
 from keras import ops
 
+from rlra_tf.checks import check_choice, check_positive_int
 from rlra_tf.layers import aligned_conv2d
-from rlra_tf.layers._unit import AlignedUnit, check_choice, check_positive_int
+from rlra_tf.layers._unit import AlignedUnit
 from rlra_tf.layers.fused_batch_norm import FusedBatchNormalization
 
 NORMS = (None, "batch")

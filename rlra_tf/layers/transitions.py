@@ -18,29 +18,10 @@ Pooling2D(2), Flatten()])`.
 import keras
 import tensorflow as tf
 
-from rlra_tf.layers._unit import check_choice, check_positive_int
+from rlra_tf.checks import check_choice, check_pair, window_output_size
 from rlra_tf.trace import TransitionTrace
 
 PADDINGS = ("valid", "same")
-
-
-def _pair(name, value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    value = tuple(value)
-    if len(value) != 2:
-        raise ValueError(f"Expected an integer or a pair for {name}, received: {name}={value!r}")
-    for v in value:
-        check_positive_int(name, v)
-    return value
-
-
-def _pool_size(size, pool, stride, padding):
-    if size is None:
-        return None
-    if padding == "same":
-        return -(-size // stride)
-    return (size - pool) // stride + 1
 
 
 class Transition(keras.layers.Layer):
@@ -116,8 +97,8 @@ class Pooling2D(Transition):
 
     def __init__(self, pool_size=2, strides=None, padding="valid", mode="max", **kwargs):
         super().__init__(**kwargs)
-        self.pool_size = _pair("pool_size", pool_size)
-        self.strides = self.pool_size if strides is None else _pair("strides", strides)
+        self.pool_size = check_pair("pool_size", pool_size)
+        self.strides = self.pool_size if strides is None else check_pair("strides", strides)
         self.padding = check_choice("padding", padding, PADDINGS)
         self.mode = check_choice("mode", mode, ("max", "avg"))
 
@@ -146,8 +127,8 @@ class Pooling2D(Transition):
 
     def compute_output_shape(self, input_shape):
         b, h, w, c = tuple(input_shape)
-        return (b, _pool_size(h, self.pool_size[0], self.strides[0], self.padding),
-                _pool_size(w, self.pool_size[1], self.strides[1], self.padding), c)
+        return (b, window_output_size(h, self.pool_size[0], self.strides[0], self.padding),
+                window_output_size(w, self.pool_size[1], self.strides[1], self.padding), c)
 
     def get_config(self):
         config = super().get_config()

@@ -15,8 +15,8 @@ from typing import List
 import keras
 import numpy as np
 
+from rlra_tf.checks import check_positive_int
 from rlra_tf.layers import AlignedConv2D, AlignedDense, Dropout
-from rlra_tf.layers._unit import check_positive_int
 from rlra_tf.models.aligned_model import AlignedModel
 from rlra_tf.models.blocks import ResidualStack, UnitStack
 from rlra_tf.models.keras_graph import (
@@ -92,31 +92,25 @@ def _copy_norm(unit_norm, keras_norm, folded_bias):
     return pairs
 
 
-def _copy_weights(unit, spec):
-    """Copies the Keras layers' forward weights into `unit`; returns the `(ours, theirs)`."""
-    layer = spec.layer
-    pairs, folded = [(unit.kernel, layer.kernel)], None
-    if layer.use_bias and unit.bias is not None:
-        pairs.append((unit.bias, layer.bias))
-    elif layer.use_bias:
-        folded = layer.bias
+def _copy_linear(kernel, bias, norm, layer, keras_norm):
+    """Copies a Keras Conv2D/Dense (and the BatchNorm after it) into a unit's `kernel`, `bias`
+    and `norm`; a bias the unit does not have is folded into the BatchNorm's moving mean."""
+    pairs = [(kernel, layer.kernel)] + ([(bias, layer.bias)] if bias is not None else [])
     for ours, theirs in pairs:
         ours.assign(keras.ops.convert_to_numpy(theirs))
-    if spec.norm is not None:
-        pairs += _copy_norm(unit.norm_layer, spec.norm, folded)
+    folded = layer.bias if layer.use_bias and bias is None else None
+    if keras_norm is not None:
+        pairs += _copy_norm(norm, keras_norm, folded)
+    return pairs
+
+
+def _copy_weights(unit, spec):
+    """Copies the Keras layers' forward weights into `unit`; returns the `(ours, theirs)`."""
+    pairs = _copy_linear(unit.kernel, unit.bias, unit.norm_layer, spec.layer, spec.norm)
     if spec.projection is not None:
         conv, norm = spec.projection
-        own = [(unit.shortcut_kernel, conv.kernel)]
-        folded = None
-        if conv.use_bias and unit.shortcut_bias is not None:
-            own.append((unit.shortcut_bias, conv.bias))
-        elif conv.use_bias:
-            folded = conv.bias
-        for ours, theirs in own:
-            ours.assign(keras.ops.convert_to_numpy(theirs))
-        pairs += own
-        if norm is not None:
-            pairs += _copy_norm(unit.shortcut_norm, norm, folded)
+        pairs += _copy_linear(unit.shortcut_kernel, unit.shortcut_bias, unit.shortcut_norm,
+                              conv, norm)
     return pairs
 
 

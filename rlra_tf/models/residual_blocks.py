@@ -6,8 +6,8 @@ from a few architectural arguments, so it saves and reloads by those arguments.
 
 import keras
 
+from rlra_tf.checks import check_choice, check_positive_int
 from rlra_tf.layers import AlignedDense, GlobalPooling2D, Pooling2D
-from rlra_tf.layers._unit import check_choice, check_positive_int
 from rlra_tf.layers.aligned_conv2d import AlignedConv2D
 from rlra_tf.models.blocks import AlignedBlock, ResidualStack, UnitStack
 

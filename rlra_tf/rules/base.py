@@ -7,6 +7,8 @@ from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
+from rlra_tf.checks import check_choice, check_nonnegative
+
 
 def output_error(logits, labels):
     """`e_L = softmax(h_L) - y` with `y` one-hot (or smoothed) float labels
@@ -354,19 +356,3 @@ class Rule(abc.ABC):
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
-
-
-def check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(
-            f"Expected {name} to be one of {sorted(allowed)}, received: {name}={value!r}"
-        )
-    return value
-
-
-def check_nonnegative(name, value, allow_none=False):
-    if value is None and allow_none:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"Expected a non-negative number for {name}, received: {name}={value!r}")
-    return float(value)

@@ -3,12 +3,11 @@
 import keras
 import tensorflow as tf
 
+from rlra_tf.checks import check_choice, check_nonnegative
 from rlra_tf.rules.base import (
     MirrorOptions,
     Rule,
     UnitUpdates,
-    check_choice,
-    check_nonnegative,
     clip_by_norm,
     output_error,
     propagate,

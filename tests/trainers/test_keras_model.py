@@ -7,35 +7,12 @@ import os
 import keras
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
-from absl import flags
+from trainer_testing import run_main
 
 import rlra_tf
 from export import export_lib
-from trainers import train
 
 L = keras.layers
-
-
-def run_main(argv, capsys):
-    capsys.readouterr()
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train", *argv])
-    code = 0
-    try:
-        train.main(["train"])
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        flags.FLAGS.unparse_flags()
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-@pytest.fixture
-def mock_fmnist(tmp_path):
-    with tfds.testing.mock_data(num_examples=64):
-        yield str(tmp_path / "tfds")
 
 
 def save_cnn(path, input_shape=(28, 28, 1), extra=()):
