@@ -53,6 +53,8 @@ import urllib.request
 
 import tensorflow as tf
 
+from rlra_tf.checks import check_positive_int
+
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100", "imagenet2012")
 SPLITS = ("train", "validation", "test")
 
@@ -253,9 +255,9 @@ def load(
     ds_info = info(name)
     if split not in SPLITS:
         raise ValueError(f"Expected split to be one of {SPLITS}, received: split={split!r}")
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_positive_int("batch_size", batch_size)
     if limit is not None:
-        limit = _check_positive_int("limit", limit)
+        limit = check_positive_int("limit", limit)
     if not isinstance(seed, numbers.Integral) or isinstance(seed, bool):
         raise ValueError(f"Expected an integer for seed, received: seed={seed!r}")
     seed = int(seed)
@@ -311,14 +313,6 @@ def load(
 def _check_name(name):
     if name not in DATASETS:
         raise ValueError(f"Unknown dataset, received: name={name!r}. Expected one of {DATASETS}")
-
-
-def _check_positive_int(arg_name, value):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value <= 0:
-        raise ValueError(
-            f"Expected a positive integer for {arg_name}, received: {arg_name}={value!r}"
-        )
-    return int(value)
 
 
 def _tfds_split(name, split, limit=None):

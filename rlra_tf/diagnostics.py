@@ -24,6 +24,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from rlra_tf.checks import check_positive_int
+
 # Metrics of one unit, in the order they are logged.
 UNIT_METRICS = (
     "angle",  # degrees between the rule's kernel update and backprop's kernel gradient
@@ -109,7 +111,7 @@ def probe(model, x, y):
 
     labels = model.one_hot_labels(y)
     kernels = [u.kernel for u in units]
-    biases = [getattr(u, "bias", None) for u in units]
+    biases = [u.bias for u in units]
     with tf.GradientTape() as tape:
         trace = model.trace(x, training=True)
         logits = tf.cast(trace.logits, labels.dtype)
@@ -145,13 +147,10 @@ def probe(model, x, y):
             metrics["error_norm"] = _rms_example_norm(error)
         metrics["bp_norm"] = tf.norm(tf.cast(g_kernel, tf.float32))
         metrics["weight_norm"] = tf.norm(tf.cast(kernel, tf.float32))
-        feedback = getattr(unit, "feedback", None)
-        if feedback is not None and tuple(feedback.shape) == tuple(kernel.shape):
-            metrics["feedback_angle"] = angle_degrees(feedback, kernel)
-        if getattr(unit, "shortcut_feedback", None) is not None:
-            metrics["shortcut_feedback_angle"] = angle_degrees(
-                unit.shortcut_feedback, unit.shortcut_kernel
-            )
+        synapses = unit.feedback_pairs  # F first, then a projection's synapse
+        metrics["feedback_angle"] = angle_degrees(*synapses[0])
+        if len(synapses) > 1:
+            metrics["shortcut_feedback_angle"] = angle_degrees(*synapses[1])
         out[name] = {k: metrics[k] for k in UNIT_METRICS if k in metrics}
 
     for v, s in zip(state, saved):  # after the forward passes: automatic control dependencies
@@ -180,12 +179,6 @@ def write_scalar(tag, value, step):
         plugin_data=tf.compat.v1.SummaryMetadata.PluginData(plugin_name="scalars")
     )
     return tf.summary.write(tag, tf.constant(value, tf.float32), step=step, metadata=metadata)
-
-
-def _check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-        raise ValueError(f"Expected a positive integer for {name}, received: {name}={value!r}")
-    return int(value)
 
 
 class AlignmentDiagnostics(keras.callbacks.Callback):
@@ -226,7 +219,7 @@ class AlignmentDiagnostics(keras.callbacks.Callback):
                 "Expected probe_x and probe_y with the same positive batch size, received: "
                 f"probe_x.shape={self.probe_x.shape}, probe_y.shape={self.probe_y.shape}"
             )
-        self.every_n_steps = _check_positive_int("every_n_steps", every_n_steps)
+        self.every_n_steps = check_positive_int("every_n_steps", every_n_steps)
         self.log_dir = None if log_dir is None else str(log_dir)
         self.history = []
         self._writer = None

@@ -19,8 +19,7 @@ from report_json import (
 )
 
 from benchmarks import curves, report
-from benchmarks.report import accuracy, claims, convergence, export, frame, peers
-from benchmarks.report import precision, scaling, speed
+from benchmarks.report import claims, frame
 from benchmarks.report import summaries as s
 from benchmarks.report.results import Results
 
@@ -43,7 +42,7 @@ def test_summary_matches_a_hand_computation():
 def test_accuracy_rows():
     summary = s.accuracy_summary(finals_json({"rec_lra": [0.85, 0.86], "bp": [0.87, 0.88],
                                               "rec_lra-first": [0.80]}))
-    rows = accuracy.rule_rows(summary, {"bp": "91.37"})
+    rows = report.accuracy.rule_rows(summary, {"bp": "91.37"})
     assert [r[0] for r in rows] == ["`bp`", "`rec_lra`", "`rec_lra-first`"]  # variants' order
     assert rows[1] == ["`rec_lra`", "rec-LRA as the library sets it by default",
                        "85.50 ± 0.71 [85.00, 86.00] (2 seeds)", "0, 1", "-2.00", "10.0", "20",
@@ -55,7 +54,7 @@ def test_ablation_rows_name_the_settings_that_differ_from_the_default():
     data = finals_json({"rec_lra": [0.85], "rec_lra-no_mirror": [0.75], "rec_lra-first": [0.45]},
                        changes={"rec_lra-no_mirror": {"synapse_update": "lra"},
                                 "rec_lra-first": {"feedback": "skip", "synapse_update": "lra"}})
-    assert accuracy.ablation_rows(data, "rec_lra") == [
+    assert report.accuracy.ablation_rows(data, "rec_lra") == [
         ("`rec_lra`", "nothing: the default", "—", "85.00", "—"),
         ("`rec_lra-no_mirror`", "the weight mirror: F follows dF = gamma dW, so it stays as "
          "random as it started", "synapse_update=lra", "75.00", "-10.00"),
@@ -71,23 +70,23 @@ def test_mirror_rows_compare_with_bp_of_the_same_seed_and_hyper_parameters():
     tried = finals_json({"rec_lra-m32": [0.875], "rec_lra-beta": [0.85]}, budget=SGD_BUDGET,
                         config=SGD_CONFIG, seeds=[1],
                         changes={"rec_lra-m32": m32, "rec_lra-beta": {"beta": 0.01}})
-    assert accuracy.mirror_rows(tried, reference) == [
+    assert report.accuracy.mirror_rows(tried, reference) == [
         ("`rec_lra-m32`", "mirror_batch=32, mirror_normalise=taps, mirror_warm_start=True",
          "1", "87.50", "-0.50"),  # against bp's seed-1 run (88.0), not bp's mean
         ("`rec_lra-beta`", "beta=0.01", "1", "85.00", "-3.00")]
     adam = finals_json({"rec_lra-m32": [0.85]}, changes={"rec_lra-m32": m32})
-    assert accuracy.mirror_rows(adam, reference)[0][-1] == "—"  # no bp trained alike
+    assert report.accuracy.mirror_rows(adam, reference)[0][-1] == "—"  # no bp trained alike
 
 
 def test_sweep_rows_and_reach_rows():
     data = accuracy_json({"bp": [[0.86, 0.89]], "rec_lra": [[0.85, 0.87]]})
     for run in data["runs"]:
         run.update(setting="cos_" + run["rule"], label="cosine: " + run["rule"])
-    assert accuracy.sweep_rows(s.accuracy_summary(data, key="setting")) == [
+    assert report.accuracy.sweep_rows(s.accuracy_summary(data, key="setting")) == [
         ("cosine: bp", "89.00", "10.0", "2"), ("cosine: rec_lra", "87.00", "10.0", "never")]
     summary = s.accuracy_summary(accuracy_json({"bp": [[0.86, 0.89], [0.84, 0.88]]}),
                                  (0.85, 0.885))
-    assert convergence.reach_rows(summary, (0.85, 0.885)) == [
+    assert report.convergence.reach_rows(summary, (0.85, 0.885)) == [
         ["`bp`", "1.5", "15", "2.0 (1/2 seeds)", "20 (1/2 seeds)"]]
 
 
@@ -100,7 +99,7 @@ def test_step_rows_ratios_and_the_mirrors_share():
     assert rows["rec_lra"]["cpu_ratio_to_bp"] == pytest.approx(1.03)
     assert rows["rec_lra"]["mirror_share"] == pytest.approx(0.05)
     assert rows["bp"]["mirror_share"] is None
-    table = speed.cost_rows(list(rows.values()), claims.CLAIMS["speed.step_cost"].bar)
+    table = report.speed.cost_rows(list(rows.values()), claims.CLAIMS["speed.step_cost"].bar)
     assert table[1] == ("`rec_lra`", "4.12", "4.53", "1.030", "1.030", "8.24", "2100", "1.05")
     assert [r[0] for r in table] == ["`bp`", "`rec_lra`", "`rec_lra-fixed_synapses`"]
 
@@ -112,9 +111,10 @@ def test_batch_norm_chain_and_overhead_rows():
     bn = {"results": [row("bp", 0.150, 0.290), row("bp-keras_bn", 0.200, 0.400),
                       row("rec_lra", 0.180, 0.350), row("rec_lra-keras_bn", 0.240, 0.500),
                       row("fa", 0.2, 0.4)]}
-    assert speed.batch_norm_rows(bn) == [("`bp`", "200", "150", "0.75", "0.72"),
-                                         ("`rec_lra`", "240", "180", "0.75", "0.70")]
-    rules, rows = speed.chain_rows(chain_json({"rec_lra": [139, 373], "bp": [99, 261]})["results"])
+    assert report.speed.batch_norm_rows(bn) == [("`bp`", "200", "150", "0.75", "0.72"),
+                                                ("`rec_lra`", "240", "180", "0.75", "0.70")]
+    chain = chain_json({"rec_lra": [139, 373], "bp": [99, 261]})["results"]
+    rules, rows = report.speed.chain_rows(chain)
     assert rules == ["bp", "rec_lra"] and rows[1] == ["r20", 20, 1, 261, 373]
 
 
@@ -122,12 +122,12 @@ def test_depth_and_epoch_rows():
     summaries = {m: s.accuracy_summary(finals_json(f)) for m, f in (
         ("resnet20", {"bp": [0.855, 0.857], "rec_lra": [0.848, 0.850]}),
         ("resnet56", {"bp": [0.865, 0.867], "rec_lra": [0.852, 0.852], "fa": [0.5]}))}
-    rows = scaling.depth_rows(summaries)
+    rows = report.scaling.depth_rows(summaries)
     assert rows[3] == ("ResNet-56", "`fa`", "50.00 (1 seed)", "0", "+36.60", "10.0")
-    assert scaling.gap_rows(summaries) == [["`fa`", "n/a", "+36.60"],
+    assert report.scaling.gap_rows(summaries) == [["`fa`", "n/a", "+36.60"],
                                            ["`rec_lra`", "+0.70", "+1.40"]]
     assert s.depth_gaps(summaries)["bp"] == {"resnet20": 0.0, "resnet56": 0.0}
-    epochs = scaling.epoch_rows(s.accuracy_summary(finals_json({"bp": [0.92, 0.94]})))
+    epochs = report.scaling.epoch_rows(s.accuracy_summary(finals_json({"bp": [0.92, 0.94]})))
     assert epochs == [["1", "88.00 [87.00, 89.00]"], ["2", "93.00 [92.00, 94.00]"]]
 
 
@@ -135,11 +135,11 @@ def test_precision_rows():
     f32 = finals_json({"bp": [0.853], "rec_lra": [0.850]})
     mixed = finals_json({"bp": [0.855], "rec_lra": [0.848]},
                         config=dict(CONFIG, mixed_precision="bfloat16", beta=0.2))
-    rows = precision.pair_rows(s.precision_pairs(mixed, f32, ("bp", "rec_lra")), "ResNet-20")
+    rows = report.precision.pair_rows(s.precision_pairs(mixed, f32, ("bp", "rec_lra")), "ResNet-20")
     assert rows[0] == ("ResNet-20", "`bp`", 0, "85.30", "85.50", "+0.20", "beta 0.2 vs None")
     policies = [{"policy": p, "rule": "bp", "median_step_seconds": w, "median_cpu_seconds": c}
                 for p, w, c in (("float32", 0.4, 0.38), ("mixed_bfloat16", 0.3, 0.304))]
-    assert precision.policy_rows(policies)[1] == ("mixed_bfloat16", "`bp`", "0.30", "0.30",
+    assert report.precision.policy_rows(policies)[1] == ("mixed_bfloat16", "`bp`", "0.30", "0.30",
                                                   "0.75", "0.80")
 
 
@@ -165,9 +165,10 @@ def peers_json():
 
 def test_peers_rows_and_verdicts():
     data = peers_json()
-    usf = next(r for r in peers.accuracy_rows(s.peer_summaries(data["runs"])) if r[0] == "`usf`")
+    summaries = s.peer_summaries(data["runs"])
+    usf = next(r for r in report.peers.accuracy_rows(summaries) if r[0] == "`usf`")
     assert usf[:4] == ["`usf`", "—", "—", "—"] and usf[4].startswith("84.50") and usf[5] == "-2.70"
-    assert peers.ratio_rows(data["step_time"]) == [(2, "`bp` / `bp`", "270", "280", "0.96",
+    assert report.peers.ratio_rows(data["step_time"]) == [(2, "`bp` / `bp`", "270", "280", "0.96",
                                                     "0.96"), (2, "`rec_lra` / `fa`", "320",
                                                               "330", "0.97", "0.97")]
     results = Results.from_data({"peers_biotorch": data})
@@ -184,9 +185,9 @@ def test_export_rows():
              "bytes_vs_keras": 0.169, "bytes_vs_keras_without_optimizer": 0.504,
              "max_abs_diff_logits": 8.3e-7, "feedback_weights_found": 0}
     rows = [{"model": "mlp", "keras_bytes": 8.2e6, "onnx": entry}]
-    assert export.float_rows(rows) == [("mlp", "onnx", "0.14", "0.08", "1.4", "8.2", "0.169",
+    assert report.export.float_rows(rows) == [("mlp", "onnx", "0.14", "0.08", "1.4", "8.2", "0.169",
                                         "0.504", "8.3e-07", 0)]
-    assert export.int8_rows(rows) == []
+    assert report.export.int8_rows(rows) == []
 
 
 def test_results_prefer_the_full_suite_and_say_what_is_not_run(tmp_path):

@@ -107,23 +107,12 @@ def test_fa_angles_zero_with_feedback_equal_to_forward_weights_else_strictly_bet
         assert m["angle"] < 1e-3 and m["feedback_angle"] < 1e-3
 
 
-class _NormDense(AlignedDense):
-    """A dense unit with BatchNorm before the activation (moving statistics to protect)."""
-
-    def build(self, input_shape):
-        super().build(input_shape)
-        self.norm = keras.layers.BatchNormalization(momentum=0.5)
-        self.norm.build((None, self.units))
-
-    def pre_activation(self, inputs, residual=None, training=None):
-        return self.norm(super().pre_activation(inputs), training=training)
-
-
 def test_probe_leaves_batchnorm_statistics_and_weights_alone():
     x, y = batch()
     keras.utils.set_random_seed(2)
     model = AlignedModel(
-        [UnitStack([_NormDense(5, activation="tanh", skip_classes=3)]),
+        [UnitStack([AlignedDense(5, activation="tanh", skip_classes=3, norm="batch",
+                                 norm_momentum=0.5)]),
          UnitStack([AlignedDense(3)])],
         num_classes=3,
     )
@@ -136,7 +125,7 @@ def test_probe_leaves_batchnorm_statistics_and_weights_alone():
     diag.run_probe()
     for b, v in zip(before, model.variables):
         np.testing.assert_array_equal(b, np.array(v), err_msg=v.path)
-    moving_mean = model.unit_layers[0].norm.moving_mean
+    moving_mean = model.unit_layers[0].norm_layer.moving_mean
     model.local_updates(x, y)  # a plain training-mode pass does move them: the test can fail
     assert not np.allclose(np.array(moving_mean), 0.0)
 

@@ -79,6 +79,18 @@ def test_the_readme_commands_and_code_run_as_written(fmnist_dir, tmp_path):
     assert "will be ignored" not in result.stderr and "accuracy 0." in result.stdout
     assert os.path.exists(tmp_path / "fmnist_rec_lra.keras")
 
+    # Your own Keras model: the snippet (one epoch of 20 steps), then the trainer on its file.
+    own = readme_block("## Your own Keras model", "python")
+    assert own.count("epochs=1)") == 1
+    own = own.replace("epochs=1)", "epochs=1, steps_per_epoch=20)")
+    result = run(["python", "-c", own + "\nprint(type(plain).__name__, len(model.blocks))"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Functional 2" in result.stdout
+    [argv] = commands(readme_block("## Your own Keras model", "bash"))
+    result = run(with_budget(argv))
+    assert result.returncode == 0 and result.stderr == "", result.stderr[-2000:]
+    assert "test_accuracy=" in result.stdout
+
     # The deployment examples, on the export above instead of `make demo`'s.
     text = open(os.path.join(REPO, "README.md")).read()
     deploy = text[text.index("## Deploy:"):text.index("## Known limitations")]

@@ -26,14 +26,46 @@ MIXED_PRECISION = {"off": "float32", "bfloat16": "mixed_bfloat16", "float16": "m
 NO_DECAY = ("bias", "gamma", "beta")
 
 
+KERAS_MODEL = "keras"  # `model` of a run that trains the saved Keras model of `keras_model`
+
+
 def model_names():
-    """`"mlp"` and the ResNet presets of `rlra_tf.models.resnet`."""
-    return ("mlp",) + tuple(sorted(RESNET_PRESETS))
+    """`"mlp"`, the ResNet presets of `rlra_tf.models.resnet`, and `"keras"` (the saved Keras
+    model named by `keras_model`, converted by `rlra_tf.models.from_keras`)."""
+    return ("mlp",) + tuple(sorted(RESNET_PRESETS)) + (KERAS_MODEL,)
+
+
+def load_keras_model(path):
+    """The Keras model saved at `path` (not compiled), and its conversion to an
+    `AlignedModel`; a `ValueError` that names the file says what is wrong with it."""
+    import os
+
+    from rlra_tf.models import from_keras
+
+    if not path:
+        raise ValueError("--model=keras trains a saved Keras model: give its file with "
+                         "--keras_model=PATH.keras")
+    if not os.path.isfile(path):
+        raise ValueError(f"No Keras model file at --keras_model={path!r}")
+    try:
+        original = keras.saving.load_model(path, compile=False)
+    except Exception as err:  # Keras raises many types for a file it cannot read
+        raise ValueError(f"Keras cannot load --keras_model={path!r} ({type(err).__name__}: "
+                         f"{err})") from None
+    try:
+        return original, from_keras(original)
+    except ValueError as err:
+        raise ValueError(f"--keras_model={path!r} cannot be trained by rlra_tf: {err}") from None
 
 
 def build_model(config, ds_info):
     """The built `AlignedModel` of `config.model` for the dataset (call inside the scope)."""
     kwargs = {"noise_seed": config.seed}
+    if config.model == KERAS_MODEL:
+        from rlra_tf.models import from_keras
+
+        original, _ = load_keras_model(config.keras_model)
+        return from_keras(original, num_classes=ds_info.num_classes, **kwargs)
     if config.normalize:
         kwargs.update(input_mean=ds_info.mean, input_std=ds_info.std)
     if config.model == "mlp":

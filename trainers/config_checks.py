@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from trainers import presets
-from trainers.builders import make_rule
+from trainers.builders import KERAS_MODEL, load_keras_model, make_rule
 from trainers.errors import TrainerError, fail
 
 
@@ -100,7 +100,20 @@ def validate(config):
 
 
 def check_dataset(config, ds_info):
-    """The model's fixed image shape / class count, if set, must be the dataset's."""
+    """The model's fixed image shape / class count, if set, must be the dataset's; a Keras
+    model (`--keras_model`) must load, convert, and fit the dataset's images and classes."""
+    if config.model == KERAS_MODEL:
+        try:
+            original, converted = load_keras_model(config.keras_model)
+        except ValueError as err:
+            raise TrainerError(str(err)) from None
+        shape = tuple(original.inputs[0].shape[1:])
+        if shape != tuple(ds_info.image_shape):
+            fail(f"--keras_model={config.keras_model!r} takes inputs of shape {shape} but "
+                 f"{ds_info.name} has images of shape {tuple(ds_info.image_shape)}")
+        if converted.num_classes != ds_info.num_classes:
+            fail(f"--keras_model={config.keras_model!r} gives {converted.num_classes} class "
+                 f"scores but {ds_info.name} has {ds_info.num_classes} classes")
     if config.num_classes is not None and config.num_classes != ds_info.num_classes:
         fail(
             f"The model has num_classes={config.num_classes} but {ds_info.name} has "

@@ -71,22 +71,29 @@ class _Settings:
 
     dataset: str = setting("fashion_mnist", "Dataset (rlra_tf.data).", choices=data.DATASETS)
     model: str = setting(
-        "mlp", "mlp, or a ResNet preset of rlra_tf.models.resnet.",
-        choices=builders.model_names())
+        "mlp", "mlp, a ResNet preset of rlra_tf.models.resnet, or keras (the saved Keras model "
+        "of --keras_model, which sets it).", choices=builders.model_names())
+    keras_model: Optional[str] = setting(
+        None, "A Keras Sequential or functional classifier saved as .keras, converted by "
+        "rlra_tf.models.from_keras and trained (docs/MODELS.md); sets --model=keras.",
+        applies=When("model", (builders.KERAS_MODEL,)))
     hidden_units: Tuple[int, ...] = setting(
         (256, 256, 256), "MLP widths, e.g. 256,256,256.", check=("ints", 1),
         applies=When("model", ("mlp",)))
-    activation: str = setting("tanh", "Hidden activation (tanh, relu, ...).")
+    activation: str = setting("tanh", "Hidden activation (tanh, relu, ...).",
+                              applies=When("model", (builders.KERAS_MODEL,), negate=True))
     block_size: int = setting(
         1, "MLP units per block (matters with feedback='skip').", check=("int", 1),
         applies=When("model", ("mlp",)))
     stem: Optional[str] = setting(
         None, "ResNet stem (none: the ResNet preset's).", choices=STEMS,
-        applies=When("model", ("mlp",), negate=True))
+        applies=When("model", ("mlp", builders.KERAS_MODEL), negate=True))
     width: Optional[int] = setting(
         None, "ResNet first-stage width (none: the ResNet preset's).", check=("int", 1),
-        applies=When("model", ("mlp",), negate=True))
-    normalize: bool = setting(False, "Standardise inputs with the dataset's mean and std.")
+        applies=When("model", ("mlp", builders.KERAS_MODEL), negate=True))
+    normalize: bool = setting(
+        False, "Standardise inputs with the dataset's mean and std (a Keras model keeps its "
+        "own input preprocessing).", applies=When("model", (builders.KERAS_MODEL,), negate=True))
     num_classes: Optional[int] = setting(
         None, "Classes the model must have (checked against the dataset; none: the "
         "dataset's).", check=("int", 1))
@@ -309,6 +316,8 @@ def override(config, **changes):
     unknown = sorted(set(changes) - set(FIELDS))
     if unknown:
         raise ValueError(f"Unknown config fields {unknown}; expected fields of {list(FIELDS)}")
+    if changes.get("keras_model") and "model" not in changes:
+        changes["model"] = builders.KERAS_MODEL  # --keras_model=PATH says which model
     if "rule" in changes and changes["rule"] != config.rule:
         for k in RULE_PARAMS:
             changes.setdefault(k, None)

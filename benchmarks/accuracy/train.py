@@ -38,18 +38,25 @@ import time
 from absl import app, flags, logging
 
 from benchmarks import curves, harness, variants
+from benchmarks.accuracy import keras_models
 from benchmarks.accuracy.per_epoch_test import TestEvaluator, train_with_tests
 
+# The budget of the ResNets, also that of the Keras models ("Your own model").
+SMALL_BUDGET = dict(train_limit=12800, epochs=3, batch_size=128, optimizer="adam",
+                    learning_rate=1e-3, momentum=0.9, weight_decay=0.0, warmup_epochs=0.2,
+                    schedule="cosine", augment=False, jit_compile="off",
+                    backup_every=10**9)  # the benchmark keeps no backups
 # The model families: the preset, what the network is, and the budget's changes to the preset.
 FAMILIES = {
     "mlp": ("fmnist_mlp", "MLP 784-256-256-256-10 tanh", {}),
     "resnet": ("fmnist_resnet20", "{model} (CIFAR stem, 16/32/64 channels, BatchNorm, ReLU), "
-               "28x28x1 input",
-               dict(train_limit=12800, epochs=3, batch_size=128, optimizer="adam",
-                    learning_rate=1e-3, momentum=0.9, weight_decay=0.0, warmup_epochs=0.2,
-                    schedule="cosine", augment=False, jit_compile="off",
-                    backup_every=10**9)),  # the benchmark keeps no backups
+               "28x28x1 input", SMALL_BUDGET),
+    # A Keras model of `keras_models` (`--model=keras_cnn`, `keras_vgg`), saved to a .keras
+    # file and trained through the trainer's --keras_model, 5 epochs (Keras' BatchNorm
+    # momentum, 0.99, needs a few hundred steps for its moving statistics).
+    "keras": ("fmnist_resnet20", "{model}", dict(SMALL_BUDGET, epochs=5)),
 }
+KERAS_DIR = os.path.join(harness.RESULTS_DIR, "tmp", "keras_models")
 # The MLP settings the `fmnist_mlp` preset was chosen from: name -> (label, changes).
 SWEEP = {
     "const_bp": ("constant lr: bp", {"schedule": "constant", "rule": "bp"}),
@@ -78,7 +85,9 @@ SWEEP = {
 TRAINABLE = [n for n, v in variants.VARIANTS.items() if not v.keras_batch_norm]
 
 _MODEL = flags.DEFINE_string(
-    "model", "mlp", "mlp, or a ResNet of the CIFAR family: resnet20, resnet32, resnet56, ...")
+    "model", "mlp", "mlp, a ResNet of the CIFAR family (resnet20, resnet32, resnet56, ...), or a "
+    f"Keras model of benchmarks.accuracy.keras_models: "
+    f"{', '.join('keras_' + k for k in keras_models.MODELS)}.")
 _RULES = flags.DEFINE_list("rules", list(variants.RULES),
                            f"Rule variants to train (benchmarks.variants): {', '.join(TRAINABLE)}.")
 _SEEDS = flags.DEFINE_list("seeds", ["0"], "Seeds (initialisation and data order).")
@@ -110,7 +119,10 @@ def family(model):
         return "mlp"
     if model.startswith("resnet") and model[6:].isdigit():
         return "resnet"
-    raise ValueError(f"Expected --model mlp or resnetN (N = 6n + 2), received: {model!r}")
+    if model.startswith("keras_") and model[6:] in keras_models.MODELS:
+        return "keras"
+    raise ValueError(f"Expected --model mlp, resnetN (N = 6n + 2) or one of "
+                     f"{['keras_' + k for k in keras_models.MODELS]}, received: {model!r}")
 
 
 def budget_changes(model=None):
@@ -146,6 +158,13 @@ def run_config(name, seed, model=None):
                              "BatchNorm path), received: --rules with it")
         changes.update(variants.config_changes(name, _BETA.value))
     changes["seed"] = seed
+    model = model or _MODEL.value
+    if family(model) == "keras":  # its weights from the seed, in a file of its own
+        path = os.path.join(KERAS_DIR, f"{model}-seed{seed}.keras")
+        if not os.path.exists(path):
+            os.makedirs(KERAS_DIR, exist_ok=True)
+            keras_models.save(model[6:], path, seed=seed)
+        changes.update(model="keras", keras_model=path)
     return presets.override(presets.get(preset), **changes)
 
 
@@ -172,7 +191,7 @@ def run_one(name, config, evaluator, workroot, setting=None):
 def budget(config, description):
     """The budget every run of the file shares, as the report quotes it."""
     return {
-        "preset": FAMILIES[family(config.model)][0], "model": description,
+        "preset": FAMILIES[family(_MODEL.value)][0], "model": description,
         "dataset": config.dataset, "train_examples": config.train_limit or 58000,
         "epochs": config.epochs, "batch_size": config.batch_size, "optimizer": config.optimizer,
         "learning_rate": config.learning_rate,
@@ -255,6 +274,9 @@ def main(argv):
     png = harness.png_path(out)
     first = run_config(names[0], seeds[0])
     description = FAMILIES[family(model)][1].format(model=model)
+    if family(model) == "keras":
+        description = (f"{keras_models.DESCRIPTIONS[model[6:]]}, converted by "
+                       "rlra_tf.models.from_keras")
     runs = harness.read_json(out).get("runs", []) if _RESUME.value and os.path.exists(out) \
         else []
     key = "setting" if _SWEEP.value else "rule"

@@ -19,6 +19,7 @@ from benchmarks import harness
 from benchmarks.report import (
     accuracy,
     alignment,
+    claims,
     convergence,
     export,
     frame,
@@ -27,7 +28,6 @@ from benchmarks.report import (
     scaling,
     speed,
 )
-from benchmarks.report import claims
 from benchmarks.report.results import Results
 
 SECTIONS = (accuracy, convergence, speed, alignment, scaling, precision, peers, export)

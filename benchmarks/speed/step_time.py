@@ -22,7 +22,8 @@ worker's resident set is already close to its step peak.)
 
 Models: ResNet-18 with the CIFAR stem at 32x32x3, batch 128, 10 classes; ResNet-50 with the
 ImageNet stem at 224x224x3, batch `--resnet50_batch` (8: a group's six warm workers must fit
-in memory together), 1000 classes.
+in memory together), 1000 classes; `keras_resnet50`: `keras.applications.ResNet50`
+(`weights=None`, the same input, batch and classes) converted by `rlra_tf.models.from_keras`.
 `--models=resnet20`: the Fashion-MNIST ResNet-20 (28x28x1, batch `--resnet18_batch`).
 
 `--rules` takes the rule variants of `benchmarks.variants`; `bp-keras_bn`, `fa-keras_bn` and
@@ -56,6 +57,9 @@ MODELS = {
     "resnet18": ("resnet18", "cifar", (32, 32, 3), 10),
     "resnet20": ("resnet20", "cifar", (28, 28, 1), 10),  # the Fashion-MNIST benchmarks' net
     "resnet50": ("resnet50", "imagenet", (224, 224, 3), 1000),
+    # keras.applications.ResNet50 (weights=None) converted by rlra_tf.models.from_keras: the
+    # same network as the preset but for Keras' v1 stride placement and its conv biases.
+    "keras_resnet50": ("keras.ResNet50", None, (224, 224, 3), 1000),
 }
 
 _MODELS = flags.DEFINE_list("models", list(MODELS), f"Models: {', '.join(MODELS)}.")
@@ -72,9 +76,10 @@ _REPEATS = flags.DEFINE_integer("repeats", 4, "Round-robin rounds.")
 _STEPS = flags.DEFINE_integer("steps", 1, "Timed steps per worker per round.")
 _WARMUP = flags.DEFINE_integer("warmup", 2, "Untimed steps first (the first one traces).")
 _GROUP = flags.DEFINE_enum(
-    "group", "jit", ["model", "jit"],
-    "Workers alive and interleaved together: all of a model's (both jit settings) or one "
-    "jit setting's at a time (less memory).",
+    "group", "jit", ["model", "jit", "all"],
+    "Workers alive and interleaved together: all of a model's (both jit settings), one "
+    "jit setting's at a time (less memory), or all of every model's (to compare models' "
+    "ratios measured in one round-robin).",
 )
 _QUICK = flags.DEFINE_bool(
     "quick", False, "ResNet-18 only, jit off, 2 rounds (the quick bench suite)."
@@ -117,7 +122,7 @@ def run_worker(spec):
     import keras
     import tensorflow as tf
 
-    from rlra_tf.models import resnet
+    from rlra_tf.models import from_keras, resnet
     from rlra_tf.models.resnet import parameter_counts
 
     name, mode, jit, batch = spec.split(":")
@@ -128,7 +133,11 @@ def run_worker(spec):
         FusedBatchNormalization._fusable = lambda *args: False  # Keras' path, this process only
     preset, stem, shape, classes = MODELS[name]
     keras.utils.set_random_seed(0)
-    model = resnet(preset, input_shape=shape, num_classes=classes, stem=stem)
+    if preset.startswith("keras."):
+        application = getattr(keras.applications, preset.split(".", 1)[1])
+        model = from_keras(application(weights=None, input_shape=shape, classes=classes))
+    else:
+        model = resnet(preset, input_shape=shape, num_classes=classes, stem=stem)
     model.compile(
         optimizer=keras.optimizers.SGD(0.01, momentum=0.9),
         rule="bp" if mode == "forward" else variants.make_rule(mode),
@@ -297,12 +306,17 @@ def main(argv):
         raise app.UsageError(str(err)) from None
     out = _OUT.value
     batches = {"resnet18": _RESNET18_BATCH.value, "resnet20": _RESNET18_BATCH.value,
-               "resnet50": _RESNET50_BATCH.value}
+               "resnet50": _RESNET50_BATCH.value, "keras_resnet50": _RESNET50_BATCH.value}
     modes = ["forward"] + variants.ordered(_RULES.value)
     env = harness.environment()
     start = time.time()
     rows = []
-    for model in models:
+    if _GROUP.value == "all":
+        print(f"{'/'.join(models)}: jit {'/'.join(jits)}, {len(modes)} modes, {repeats} rounds",
+              flush=True)
+        configs = [(model, mode, jit) for model in models for jit in jits for mode in modes]
+        rows += measure_group(configs, batches, repeats, _STEPS.value)
+    for model in models if _GROUP.value != "all" else ():
         groups = [jits] if _GROUP.value == "model" else [[j] for j in jits]
         for group in groups:
             print(f"{model}: jit {'/'.join(group)}, {len(modes)} modes, {repeats} rounds",

@@ -1,13 +1,17 @@
-"""What every aligned unit shares: activation, error-synapse weights and their initialisers.
+"""The unit interface: what every aligned unit provides to the blocks and the learning rules.
 
 A *unit* (docs/ALGORITHM.md#words) is one parameterised operation `A_u`, an optional
 normalisation, an optional residual input and an element-wise activation:
-`h_u = N_u(A_u(z_{u-1})) + r_u`, `z_u = phi_u(h_u)`. The learning rules talk to a unit through
-the small interface defined here; the concrete layers fill in the operation.
+`h_u = N_u(A_u(z_{u-1})) + r_u`, `z_u = phi_u(h_u)`. `AlignedUnit` declares what a unit type must
+implement (the methods that raise `NotImplementedError` here) and the optional hooks, with the
+defaults that suit a unit without normalisation or projection shortcut. The blocks and the
+rules call only these. docs/MODELS.md#the-contract-a-new-layer-type-meets walks through them.
 """
 
 import keras
 from keras import ops
+
+from rlra_tf.checks import check_positive_int
 
 
 def default_feedback_initializer():
@@ -20,23 +24,27 @@ def default_skip_initializer():
     return keras.initializers.VarianceScaling(scale=1.0, mode="fan_in", distribution="normal")
 
 
-def check_positive_int(name, value):
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ValueError(
-            f"Expected a positive integer for {name}, received: {name}={value!r}"
-        )
-    return value
-
-
 class AlignedUnit(keras.layers.Layer):
     """Base class of the layers that carry error synapses (not used directly).
 
-    Subclasses create `kernel` (the forward weights that `feedback` pairs with), `feedback`
-    (`F`, same shape as the kernel, non-trainable) and, when `skip_classes` is set,
-    `skip_feedback` (`S`, shape `[skip_classes, channels]`, non-trainable), and implement
-    `pre_activation`, `feedback_input`, `skip_displacement` and `mirror_synapses`; a unit with
-    its own normalisation also overrides `pre_activation_parts` and `norm_transpose`.
+    A subclass creates, in `build`, `kernel` (the forward weights `feedback` pairs with),
+    `feedback` (`F`, same shape as the kernel, non-trainable: `_add_feedback_weights`) and, when
+    `skip_classes` is set, `skip_feedback` (`S`, shape `[skip_classes, channels]`), and
+    implements:
+
+    - `pre_activation_parts(inputs, residual, training)`: `(h, linear, shortcut_linear)`;
+    - `feedback_input(error, input_shape)`: an error at the unit carried down to its input
+      through `F`;
+    - `mirror_synapses(unit_trace)`: the synapses the weight mirror aligns;
+    - `compute_output_shape(input_shape)`;
+    - `keras_layers(name)`: the plain Keras layers of its forward function (`to_keras`).
+
+    Optional hooks (defaults here: no normalisation, no projection shortcut):
+    `norm_transpose`, `shortcut_norm_transpose`, `shortcut_feedback_input`,
+    `feedback_pairs`, `shortcut_feedback_pairs`, `has_projection`, `forward_weight_pairs`.
     """
+
+    bias = None  # a unit type with a bias sets it in build
 
     def __init__(
         self,
@@ -74,38 +82,85 @@ class AlignedUnit(keras.layers.Layer):
                 trainable=False,
             )
 
+    # ------------------------------------------------------------------ required of a unit
+
+    def pre_activation_parts(self, inputs, residual=None, training=None):
+        """`(h, linear, shortcut_linear)`: the pre-activation and, for a unit with its own
+        normalisation, the linear responses in front of each normalisation (else `None`)."""
+        raise NotImplementedError(self._missing("pre_activation_parts"))
+
+    def feedback_input(self, error, input_shape=None):
+        """Carry an error at this unit down to its input through `F` (shape of the input)."""
+        raise NotImplementedError(self._missing("feedback_input"))
+
+    def mirror_synapses(self, unit_trace):
+        """The adjacent synapses the weight mirror aligns (docs/ALGORITHM.md#mirror).
+
+        Returns `(feedback variable, noise shape without the batch axis, estimate)` triples;
+        `estimate(noise, normalise)` is the correlation `C` of the noise with the linear response
+        it causes, whose expectation is the synapse's forward kernel.
+        """
+        raise NotImplementedError(self._missing("mirror_synapses"))
+
+    def keras_layers(self, name):
+        """`(main, norm)`: new plain Keras layers computing `A_u` and `N_u` (`None` without
+        normalisation), holding copies of this unit's forward weights, for `to_keras`."""
+        raise NotImplementedError(self._missing("keras_layers"))
+
+    def _missing(self, method):
+        return (
+            f"{type(self).__name__} does not define {method}(), which every unit type must "
+            "(docs/MODELS.md#the-contract-a-new-layer-type-meets)."
+        )
+
+    # ------------------------------------------------------------------ hooks with defaults
+
+    @property
+    def has_projection(self):
+        """Whether the unit owns a projection shortcut (it then needs `residual=` to build)."""
+        return False
+
     @property
     def feedback_weights(self):
         """The error synapses of this unit (`F` and, if present, `S`)."""
         return [w for w in (self.feedback, self.skip_feedback) if w is not None]
 
-    def call(self, inputs, training=None):
-        return self.activation(self.pre_activation(inputs, training=training))
+    @property
+    def feedback_pairs(self):
+        """`(feedback, kernel)` pairs of the adjacent synapses."""
+        return [(self.feedback, self.kernel)]
 
-    def pre_activation_parts(self, inputs, residual=None, training=None):
-        """`(h, linear, shortcut_linear)`: the pre-activation and, for a unit with its own
-        normalisation, the linear responses in front of each normalisation (`None` here)."""
-        return self.pre_activation(inputs, residual=residual, training=training), None, None
+    @property
+    def shortcut_feedback_pairs(self):
+        """The `(feedback, kernel)` pair the shortcut path uses (empty for an identity)."""
+        return []
+
+    def forward_weight_pairs(self):
+        """`(role, variable)` of the forward weights, e.g. `("kernel", v)`, `("norm/gamma",
+        v)`: what `keras_layers` copies and a converter fills."""
+        return [("kernel", self.kernel)] + (
+            [("bias", self.bias)] if getattr(self, "bias", None) is not None else []
+        )
+
+    def call(self, inputs, residual=None, training=None):
+        return self.activation(self.pre_activation(inputs, residual=residual, training=training))
+
+    def pre_activation(self, inputs, residual=None, training=None):
+        """`h`: the first of `pre_activation_parts`."""
+        return self.pre_activation_parts(inputs, residual=residual, training=training)[0]
 
     def norm_transpose(self, error, unit_trace):
-        """Carry an error at this unit's pre-activation back through its own normalisation.
-
-        docs/ALGORITHM.md#norm-transpose; a unit without normalisation returns `error` as it is.
-        """
+        """Carry an error at this unit's pre-activation back through its own normalisation
+        (docs/ALGORITHM.md#norm-transpose); here: as it is."""
         return error
 
-    def mirror_synapses(self, unit_trace):
-        """The adjacent synapses the mirror rule aligns (docs/ALGORITHM.md#mirror).
+    def shortcut_norm_transpose(self, error, unit_trace):
+        """`norm_transpose` through a projection's normalisation; here: as it is."""
+        return error
 
-        Returns `(feedback variable, noise shape without the batch axis, estimate)` triples;
-        `estimate(noise, normalise)` is the correlation `C` of the noise with the linear response it
-        causes, whose expectation is the synapse's forward kernel. Every unit layer
-        (`AlignedDense`, `AlignedConv2D`) defines it; a new unit type must too.
-        """
-        raise NotImplementedError(
-            f"{type(self).__name__} does not define mirror_synapses(), which the weight mirror "
-            "(synapse_update='mirror') needs."
-        )
+    def shortcut_feedback_input(self, error, input_shape=None):
+        """Carry this unit's error to the block input along the shortcut: an identity here."""
+        return ops.cast(error, self.compute_dtype)
 
     def activation_derivative(self, pre):
         """`phi'(h)` element-wise (for FA and DFA; LRA never needs it)."""
@@ -117,7 +172,7 @@ class AlignedUnit(keras.layers.Layer):
         return tape.gradient(out, pre)
 
     def skip_displacement(self, output_error):
-        """`d = e_L @ S` reshaped to broadcast over this unit's activity."""
+        """`d = e_L @ S`, shape (batch, channels); conv units reshape it to broadcast."""
         if self.skip_feedback is None:
             raise ValueError(
                 f"Unit {self.name!r} has no skip synapse; build it with skip_classes set."

@@ -3,7 +3,8 @@
 import keras
 import tensorflow as tf
 
-from rlra_tf.layers._unit import AlignedUnit, check_positive_int
+from rlra_tf.checks import check_pair, check_positive_int, window_output_size
+from rlra_tf.layers._unit import AlignedUnit
 from rlra_tf.layers.fused_batch_norm import FusedBatchNormalization
 
 NORMS = (None, "batch", "sync_batch")
@@ -18,24 +19,9 @@ def default_conv_initializer():
     )
 
 
-def _pair(name, value):
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = (value, value)
-    value = tuple(value)
-    if len(value) != 2:
-        raise ValueError(f"Expected an integer or a pair for {name}, received: {name}={value!r}")
-    for v in value:
-        check_positive_int(name, v)
-    return value
-
-
 def conv_output_size(size, kernel, stride, padding):
     """Output length of a convolution along one axis (`None` stays `None`)."""
-    if size is None:
-        return None
-    if padding == "same":
-        return -(-size // stride)
-    return (size - kernel) // stride + 1
+    return window_output_size(size, kernel, stride, padding)
 
 
 @keras.saving.register_keras_serializable(package="rlra_tf")
@@ -78,6 +64,7 @@ class AlignedConv2D(AlignedUnit):
         skip_classes: number of classes `K` of the skip synapse, or `None` for none.
         shortcut: `None` (a residual, if any, is added as it is) or `"projection"`.
         shortcut_strides: strides of the projection (integer or pair).
+        shortcut_use_bias: whether the projection adds a bias; `None`: as `use_bias`.
         norm_momentum, norm_epsilon: BatchNorm momentum and epsilon (PyTorch's defaults).
         kernel_initializer, bias_initializer: initialisers of the forward weights.
         feedback_initializer: initialiser of `F` and of the projection's feedback kernel
@@ -106,6 +93,7 @@ class AlignedConv2D(AlignedUnit):
         skip_classes=None,
         shortcut=None,
         shortcut_strides=1,
+        shortcut_use_bias=None,
         norm_momentum=0.9,
         norm_epsilon=1e-5,
         kernel_initializer=None,
@@ -122,8 +110,8 @@ class AlignedConv2D(AlignedUnit):
             **kwargs,
         )
         self.filters = check_positive_int("filters", filters)
-        self.kernel_size = _pair("kernel_size", kernel_size)
-        self.strides = _pair("strides", strides)
+        self.kernel_size = check_pair("kernel_size", kernel_size)
+        self.strides = check_pair("strides", strides)
         if padding not in PADDINGS:
             raise ValueError(
                 f"Expected padding to be one of {PADDINGS}, received: padding={padding!r}"
@@ -138,7 +126,10 @@ class AlignedConv2D(AlignedUnit):
                 f"Expected shortcut to be one of {SHORTCUTS}, received: shortcut={shortcut!r}"
             )
         self.shortcut = shortcut
-        self.shortcut_strides = _pair("shortcut_strides", shortcut_strides)
+        self.shortcut_strides = check_pair("shortcut_strides", shortcut_strides)
+        self.shortcut_use_bias = (
+            self.use_bias if shortcut_use_bias is None else bool(shortcut_use_bias)
+        )
         self.norm_momentum = float(norm_momentum)
         self.norm_epsilon = float(norm_epsilon)
         self.kernel_initializer = keras.initializers.get(
@@ -199,7 +190,7 @@ class AlignedConv2D(AlignedUnit):
             self.shortcut_kernel = self.add_weight(
                 name="shortcut_kernel", shape=proj_shape, initializer=self.kernel_initializer
             )
-            if self.use_bias:
+            if self.shortcut_use_bias:
                 self.shortcut_bias = self.add_weight(
                     name="shortcut_bias", shape=(self.filters,), initializer=self.bias_initializer
                 )
@@ -226,10 +217,6 @@ class AlignedConv2D(AlignedUnit):
     def _conv(self, x, kernel, strides, padding):
         kernel = tf.cast(kernel, x.dtype)  # mixed precision: float32 variable, compute dtype
         return tf.nn.conv2d(x, kernel, strides=(1,) + strides + (1,), padding=padding.upper())
-
-    def project(self, residual, training=None):
-        """The projection shortcut `N_p(conv1x1(r))` (identity without a projection)."""
-        return self._project(residual, training)[0]
 
     def _project(self, residual, training):
         """`(N_p(conv1x1(r) + b_p), conv1x1(r) + b_p)`; an identity returns `(r, None)`."""
@@ -310,6 +297,10 @@ class AlignedConv2D(AlignedUnit):
         return self._transpose(error, self.shortcut_feedback, self.shortcut_strides, "same", shape)
 
     @property
+    def has_projection(self):
+        return self.shortcut == "projection"
+
+    @property
     def feedback_pairs(self):
         """`(feedback, kernel)` pairs of the adjacent synapses: `F` first, then the projection's."""
         pairs = [(self.feedback, self.kernel)]
@@ -330,11 +321,11 @@ class AlignedConv2D(AlignedUnit):
         over the batch and the positions (over every replica's batch for `"sync_batch"`),
         `xhat` the normalised linear response `unit_trace.linear`. Without BatchNorm: `e`.
         """
-        return _norm_transpose(self.norm_layer, error, unit_trace.linear)
+        return norm_transpose(self.norm_layer, error, unit_trace.linear)
 
     def shortcut_norm_transpose(self, error, unit_trace):
         """`norm_transpose` through the projection's BatchNorm (identity without one)."""
-        return _norm_transpose(self.shortcut_norm, error, unit_trace.shortcut_linear)
+        return norm_transpose(self.shortcut_norm, error, unit_trace.shortcut_linear)
 
     def _filter_correlation(self, x, kernel, strides, padding, normalise):
         """Mirror estimate: correlation of noise `x` with its linear response `conv(x, W)`.
@@ -388,6 +379,40 @@ class AlignedConv2D(AlignedUnit):
         d = super().skip_displacement(output_error)  # (batch, filters)
         return d[:, None, None, :]
 
+    # ------------------------------------------------------------------------------- export
+
+    def forward_weight_pairs(self):
+        pairs = super().forward_weight_pairs()
+        if self.norm_layer is not None:
+            pairs += norm_weight_pairs("norm", self.norm_layer)
+        if self.shortcut == "projection":
+            pairs.append(("shortcut_kernel", self.shortcut_kernel))
+            if self.shortcut_bias is not None:
+                pairs.append(("shortcut_bias", self.shortcut_bias))
+            if self.shortcut_norm is not None:
+                pairs += norm_weight_pairs("shortcut_norm", self.shortcut_norm)
+        return pairs
+
+    def _keras_conv(self, name, kernel, bias, strides, padding):
+        conv = keras.layers.Conv2D(
+            kernel.shape[-1], tuple(kernel.shape[:2]), strides=strides, padding=padding,
+            use_bias=bias is not None, name=name,
+        )
+        conv.build((None, None, None, kernel.shape[2]))
+        conv.set_weights([tf.convert_to_tensor(w) for w in [kernel] + ([bias] if bias is not None
+                                                                        else [])])
+        return conv
+
+    def keras_layers(self, name):
+        conv = self._keras_conv(name, self.kernel, self.bias, self.strides, self.padding)
+        return conv, keras_norm(self.norm_layer, f"{name}_bn", self.filters)
+
+    def keras_shortcut_layers(self, name):
+        """`(conv, norm)` of the projection shortcut as plain Keras layers."""
+        conv = self._keras_conv(name, self.shortcut_kernel, self.shortcut_bias,
+                                self.shortcut_strides, "same")
+        return conv, keras_norm(self.shortcut_norm, f"{name}_bn", self.filters)
+
     # ------------------------------------------------------------------------------- shapes
 
     def compute_output_shape(self, input_shape):
@@ -411,6 +436,7 @@ class AlignedConv2D(AlignedUnit):
                 "norm": self.norm,
                 "shortcut": self.shortcut,
                 "shortcut_strides": self.shortcut_strides,
+                "shortcut_use_bias": self.shortcut_use_bias,
                 "norm_momentum": self.norm_momentum,
                 "norm_epsilon": self.norm_epsilon,
                 "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
@@ -438,7 +464,7 @@ def _channel_mean(t, synchronized):
     return tf.reduce_mean(t, axis=(0, 1, 2), keepdims=True)
 
 
-def _norm_transpose(norm, error, linear):
+def norm_transpose(norm, error, linear):
     """The transpose of training-mode BatchNorm's Jacobian applied to `error`
     (docs/ALGORITHM.md#norm-transpose)."""
     if norm is None:
@@ -453,3 +479,24 @@ def _norm_transpose(norm, error, linear):
     scale = inv_sigma if norm.gamma is None else tf.cast(norm.gamma, tf.float32) * inv_sigma
     out = scale * (e - _channel_mean(e, sync) - xhat * _channel_mean(e * xhat, sync))
     return tf.cast(out, error.dtype)
+
+
+def norm_weight_pairs(prefix, norm):
+    """`(role, variable)` of a BatchNorm's weights (`prefix/gamma`, ...,
+    `prefix/moving_variance`)."""
+    names = ("gamma", "beta", "moving_mean", "moving_variance")
+    return [(f"{prefix}/{n}", getattr(norm, n)) for n in names if getattr(norm, n) is not None]
+
+
+def keras_norm(norm, name, channels, rank=4):
+    """A plain `keras.layers.BatchNormalization` with the weights of `norm` (`None` stays), for
+    inputs of rank `rank`."""
+    if norm is None:
+        return None
+    plain = keras.layers.BatchNormalization(
+        momentum=norm.momentum, epsilon=norm.epsilon, center=norm.center, scale=norm.scale,
+        name=name,
+    )
+    plain.build((None,) * (rank - 1) + (channels,))
+    plain.set_weights([tf.convert_to_tensor(v) for _, v in norm_weight_pairs("", norm)])
+    return plain

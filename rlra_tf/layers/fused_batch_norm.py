@@ -22,16 +22,24 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     replicas) and batch renormalisation. Inputs in a mixed-precision compute dtype are upcast
     to float32 for the statistics, as Keras does, and the output is cast back.
 
-    Takes the arguments of `keras.layers.BatchNormalization`.
+    Takes the arguments of `keras.layers.BatchNormalization`, and `fused` (default `True`):
+    `False` runs Keras' own op-by-op training step, the same arithmetic rounded differently
+    (about 1e-6 relative per layer; through ResNet-50's 53 BatchNorms at initialisation the
+    logits differ by about 5e-5 relative).
 
     Example:
         >>> norm = FusedBatchNormalization(momentum=0.9, epsilon=1e-5)
         >>> y = norm(tf.random.normal((8, 4, 4, 16)), training=True)  # (8, 4, 4, 16)
     """
 
+    def __init__(self, fused=True, **kwargs):
+        super().__init__(**kwargs)
+        self.fused = bool(fused)
+
     def _fusable(self, inputs, training, mask):
         return (
-            bool(training)
+            self.fused
+            and bool(training)
             and self.trainable
             and mask is None
             and not self.synchronized
@@ -60,3 +68,8 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             self.moving_variance * momentum + variance * (1.0 - momentum)
         )
         return tf.cast(y, self.compute_dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config["fused"] = self.fused
+        return config

@@ -1,11 +1,13 @@
 """`AlignedModel`: a Keras model whose `fit` trains with a local learning rule."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from rlra_tf import distribute
 from rlra_tf import rules as rules_lib
-from rlra_tf.rules.trace import Trace
+from rlra_tf.models.blocks import AlignedBlock
+from rlra_tf.trace import Trace
 
 
 def checked_class_ids(ids, num_classes, where=None):
@@ -195,15 +197,75 @@ class AlignedModel(keras.Model):
         return n_fwd, n_fb
 
     def build(self, input_shape):
-        self._input_shape_built = tuple(input_shape)
-        shape = self._preprocessed_shape(tuple(input_shape))
+        input_shape = tuple(input_shape)
+        self._input_shape_built = input_shape
+        shape = self._preprocessed_shape(input_shape)
         for block in self.blocks:
+            if not isinstance(block, AlignedBlock):
+                raise ValueError(
+                    f"AlignedModel takes blocks (rlra_tf.models.UnitStack, ResidualStack, ...), "
+                    f"received {block!r} of class {type(block).__name__}: wrap units and "
+                    "transitions in a block, or convert a Keras model with "
+                    "rlra_tf.models.from_keras (docs/MODELS.md)"
+                )
             if not block.built:
                 block.build(shape)
-            shape = block.compute_output_shape(shape)
+            shape = tuple(block.compute_output_shape(shape))
+        self._check_head(shape)
         self.built = True
         if getattr(self, "compiled", False):
             self._build_optimizer()
+
+    def _check_head(self, output_shape):
+        """The last unit must give `num_classes` logits: linear, and that wide."""
+        head = self.blocks[-1].unit_layers[-1]
+        if len(output_shape) != 2 or output_shape[-1] != self.num_classes:
+            raise ValueError(
+                f"The model's output has shape {output_shape}, but num_classes={self.num_classes}"
+                f": its head ({head.name!r}) must give (batch, {self.num_classes}) logits"
+            )
+        if self.blocks[-1].transition_layers_after_output():
+            raise ValueError(
+                f"The head block {self.blocks[-1].name!r} runs transitions after its output "
+                "unit; the logits must be the head unit's own output"
+            )
+        if head.activation is not keras.activations.linear:
+            name = keras.activations.serialize(head.activation)
+            raise ValueError(
+                f"The head unit {head.name!r} has activation={name!r}; it must give logits "
+                "(activation=None): the softmax is part of the loss (and of the exported "
+                "'probabilities' output)"
+            )
+
+    def _build_from_data(self, x):
+        """Builds an unbuilt model from the example shape of the data passed to fit/evaluate/
+        predict (arrays, tensors, a tf.data.Dataset or a keras.utils.PyDataset)."""
+        if self.built or x is None:
+            return
+        if isinstance(x, tf.data.Dataset):
+            spec = x.element_spec
+            spec = spec[0] if isinstance(spec, (tuple, list)) else spec
+            shape = tuple(spec.shape)
+        elif isinstance(x, keras.utils.PyDataset):
+            first = x[0]
+            shape = tuple(np.shape(first[0] if isinstance(first, (tuple, list)) else first))
+        elif hasattr(x, "shape"):
+            shape = tuple(x.shape)
+        else:
+            return  # Keras builds it from the first batch, as for any subclassed model
+        self.build((None,) + tuple(shape[1:]))
+
+    def evaluate(self, x=None, *args, **kwargs):
+        self._build_from_data(x)
+        return super().evaluate(x, *args, **kwargs)
+
+    def predict(self, x, *args, **kwargs):
+        self._build_from_data(x)
+        return super().predict(x, *args, **kwargs)
+
+    def train_on_batch(self, x, *args, **kwargs):
+        self._build_from_data(x)
+        return super().train_on_batch(x, *args, **kwargs)
 
     def _preprocessed_shape(self, shape):
         if self.flatten_inputs:
@@ -240,6 +302,8 @@ class AlignedModel(keras.Model):
 
     def trace(self, x, training=False, local=False):
         """Forward pass that keeps every unit's input, pre-activation and activity."""
+        if not self.built:
+            self.build(tuple(x.shape))
         self.check_inputs(x)
         z = self.preprocess(x)
         block_traces = []
@@ -316,6 +380,7 @@ class AlignedModel(keras.Model):
         `shuffle=True` (its default) does not apply to it."""
         if isinstance(x, tf.data.Dataset) and "shuffle" not in kwargs and len(args) < 7:
             kwargs["shuffle"] = False
+        self._build_from_data(x)
         return super().fit(x, y, *args, **kwargs)
 
     def _build_optimizer(self):
@@ -639,6 +704,47 @@ class AlignedModel(keras.Model):
         self._sample_weights(sample_weight, labels)  # the shape check
         logits = self(x, training=False)
         return self._update_metrics(x, y, labels, logits, sample_weight)
+
+    # ----------------------------------------------------------------------------- export
+
+    def to_keras(self, name=None):
+        """A plain Keras functional model with this model's forward function (logits out).
+
+        The trained forward weights are copied into standard Keras layers (`Conv2D`, `Dense`,
+        `BatchNormalization`, `Add`, `Activation`, pooling, ...); no error synapse is kept. Use
+        it to go on with Keras' own tooling (`model.export`, serving, fine-tuning with
+        backprop). The input preprocessing (`input_mean`, `input_std`, flattening) is part of it.
+        It computes in float32.
+
+        Example:
+            >>> plain = model.to_keras()
+            >>> plain.predict(x)  # the same logits as model.predict(x)
+        """
+        if not self.built:
+            raise ValueError(f"Model {self.name!r} is not built; call model.build(input_shape)")
+        shape = (self.get_build_config() or {}).get("input_shape")
+        inputs = keras.Input(tuple(shape[1:]), name="images")
+        x = inputs
+        if self.input_mean is not None:
+            x = keras.layers.Normalization(
+                mean=list(self.input_mean), variance=[s * s for s in self.input_std],
+                name="input_normalization")(x)
+        if self.flatten_inputs:
+            x = keras.layers.Flatten(name="input_flatten")(x)
+        used = {"images", "input_normalization", "input_flatten"}
+
+        def namer(block, layer_name):
+            """The layer's own name while unique in the model, else prefixed by its block's."""
+            chosen = layer_name if layer_name not in used else f"{block.name}_{layer_name}"
+            k = 1
+            while chosen in used:
+                chosen, k = f"{block.name}_{layer_name}_{k}", k + 1
+            used.add(chosen)
+            return chosen
+
+        for block in self.blocks:
+            x = block.to_keras(x, namer)
+        return keras.Model(inputs, x, name=name or self.name)
 
     # ----------------------------------------------------------------------------- config
 

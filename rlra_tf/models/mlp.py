@@ -1,7 +1,7 @@
 """Multi-layer perceptrons made of `AlignedDense` units, grouped into rec-LRA blocks."""
 
+from rlra_tf.checks import check_positive_int
 from rlra_tf.layers import AlignedDense
-from rlra_tf.layers._unit import check_positive_int
 from rlra_tf.models.aligned_model import AlignedModel
 from rlra_tf.models.blocks import UnitStack
 

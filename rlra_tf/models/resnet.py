@@ -17,7 +17,7 @@ from typing import Optional, Tuple
 
 import tensorflow as tf
 
-from rlra_tf.layers._unit import check_positive_int
+from rlra_tf.checks import check_positive_int
 from rlra_tf.models.aligned_model import AlignedModel
 from rlra_tf.models.residual_blocks import PooledHead, ResidualBlock, ResNetStem
 

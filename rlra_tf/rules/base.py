@@ -7,6 +7,8 @@ from typing import Callable, Dict, List, Optional
 
 import tensorflow as tf
 
+from rlra_tf.checks import check_choice, check_nonnegative
+
 
 def output_error(logits, labels):
     """`e_L = softmax(h_L) - y` with `y` one-hot (or smoothed) float labels
@@ -43,10 +45,7 @@ def leaving_errors(unit_trace, error, through):
     if not through:
         return error, error
     unit = unit_trace.unit
-    main = unit.norm_transpose(error, unit_trace)
-    shortcut_transpose = getattr(unit, "shortcut_norm_transpose", None)
-    shortcut = error if shortcut_transpose is None else shortcut_transpose(error, unit_trace)
-    return main, shortcut
+    return unit.norm_transpose(error, unit_trace), unit.shortcut_norm_transpose(error, unit_trace)
 
 
 def propagate(
@@ -127,15 +126,11 @@ class _Walk:
                 leaving = [self.leaving[(b + 1, j)] for j in range(len(above.units))]
                 d, used = above.block.input_displacement(above, leaving)
                 self.feedback_used.extend(used)
-                # A block with a non-parameterised op after its output unit (the ImageNet
-                # stem's max-pool) carries the displacement back through that op.
-                to_unit = getattr(bt.block, "output_displacement", None)
-                if to_unit is not None:
-                    d = to_unit(bt, d)
+                # Back through what the block runs after its output unit (e.g. a max-pool).
+                d = bt.block.output_displacement(bt, d)
             else:
-                nxt = bt.units[i + 1].unit
-                d = nxt.feedback_input(self.leaving[(b, i + 1)][0])
-                self.feedback_used.append((nxt.feedback, nxt.kernel))
+                d, used = bt.block.inner_displacement(bt, i, self.leaving[(b, i + 1)])
+                self.feedback_used.extend(used)
             sig[i] = self.signal_fn(ut, d)  # d broadcasts against ut.pre
             deps += self.formed(b, i, sig[i])
         return sig, deps
@@ -361,19 +356,3 @@ class Rule(abc.ABC):
     def __repr__(self):
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
-
-
-def check_choice(name, value, allowed):
-    if value not in allowed:
-        raise ValueError(
-            f"Expected {name} to be one of {sorted(allowed)}, received: {name}={value!r}"
-        )
-    return value
-
-
-def check_nonnegative(name, value, allow_none=False):
-    if value is None and allow_none:
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"Expected a non-negative number for {name}, received: {name}={value!r}")
-    return float(value)

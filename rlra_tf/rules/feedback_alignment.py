@@ -2,11 +2,11 @@
 
 import tensorflow as tf
 
+from rlra_tf.checks import check_choice
 from rlra_tf.rules.base import (
     MirrorOptions,
     Rule,
     UnitUpdates,
-    check_choice,
     output_error,
     propagate,
 )

@@ -1,13 +1,13 @@
 """LRA-E and recursive LRA (docs/ALGORITHM.md#step)."""
 
+import keras
 import tensorflow as tf
 
+from rlra_tf.checks import check_choice, check_nonnegative
 from rlra_tf.rules.base import (
     MirrorOptions,
     Rule,
     UnitUpdates,
-    check_choice,
-    check_nonnegative,
     clip_by_norm,
     output_error,
     propagate,
@@ -16,6 +16,26 @@ from rlra_tf.rules.base import (
 ERROR_SCALES = {"beta", "raw"}
 NORM_FEEDBACK = {"through", "skip"}
 SYNAPSE_UPDATES = {"mirror", "lra", "fixed"}
+
+
+def activation_difference(activation, h, shift, z=None):
+    """`z - t = phi(h) - phi(h - shift)`, exactly where `phi` is piecewise linear.
+
+    Computed as written, `h - shift` rounds away the digits of `shift` below the float32
+    resolution of `h` (a unit whose displacement is 1e-7 of its pre-activation gets no error at
+    all). For the linear and ReLU activations the difference is formed from `shift` itself on
+    each linear piece, which is the same value without that rounding; other activations use
+    the formula. `z` is `phi(h)` when already at hand.
+    """
+    name = getattr(activation, "__name__", None)
+    if name == "linear":
+        return tf.broadcast_to(shift, tf.shape(h))
+    if name == "relu" and activation is keras.activations.relu:
+        # h > 0: the shift, or all of h once the shift passes it; h <= 0: what the shift takes
+        # below -|h| (then |shift| > |h|: no digits lost), else nothing.
+        return tf.where(h > 0, tf.minimum(shift, h), tf.minimum(shift - h, 0.0))
+    z = activation(h) if z is None else z
+    return z - activation(h - shift)
 
 
 class RecLRA(MirrorOptions, Rule):
@@ -127,7 +147,10 @@ class RecLRA(MirrorOptions, Rule):
     def error_unit(self, z, t):
         """`err(z, t)` of docs/ALGORITHM.md#targets (divided by `beta` with
         `error_scale="beta"`)."""
-        diff = z - t
+        return self.error_from_difference(z - t)
+
+    def error_from_difference(self, diff):
+        """`err` from the difference `z - t` (mixed with its sign, divided by `beta`)."""
         if self.alpha != 1.0:
             diff = self.alpha * diff + (1.0 - self.alpha) * tf.sign(diff)
         if self.error_scale == "beta":
@@ -154,8 +177,9 @@ class RecLRA(MirrorOptions, Rule):
             h = tf.cast(tf.stop_gradient(ut.pre), tf.float32)
             z = tf.stop_gradient(ut.outputs)
             z = ut.unit.activation(h) if z.dtype != tf.float32 else z
-            target = ut.unit.activation(h - self.beta * tf.cast(d, tf.float32))
-            return self.error_unit(z, target)
+            shift = self.beta * tf.cast(d, tf.float32)
+            return self.error_from_difference(
+                activation_difference(ut.unit.activation, h, shift, z))
 
         return e_out, propagate(
             trace, e_out, target_error, self.use_skip, on_unit,

@@ -9,7 +9,7 @@ from conv_reference import np_conv, np_filter_correlation, np_taps
 from rlra_tf import rules
 from rlra_tf.layers import AlignedConv2D, AlignedDense
 from rlra_tf.models import mlp, resnet
-from rlra_tf.rules.trace import UnitTrace
+from rlra_tf.trace import UnitTrace
 
 TOL = 1e-5
 

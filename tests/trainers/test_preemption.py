@@ -21,16 +21,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
-from test_train import MOCK_EXAMPLES, TINY_STEPS, run_main, snapshot
+from test_train import TINY_STEPS, snapshot
+from trainer_testing import MOCK_EXAMPLES, run_main
 
 import rlra_tf  # noqa: F401  (registers the layers and models for loading)
 from trainers import builders, errors, fault_tolerance, preemption, presets, train_lib, workdirs
-
-
-@pytest.fixture
-def mock_fmnist(tmp_path):
-    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-        yield str(tmp_path / "tfds")
 
 
 def tiny(data_dir, **changes):

@@ -16,42 +16,14 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
-import tensorflow_datasets as tfds
-from absl import flags
+from trainer_testing import run_main
 
 import rlra_tf  # noqa: F401  (registers the layers and models for loading)
 from rlra_tf import data, distribute
-from trainers import builders, errors, evaluate_lib, presets, train, train_lib
+from trainers import builders, errors, evaluate_lib, presets, train_lib
 
 # tiny_mlp: 64 training examples in batches of 8 (8 steps per epoch), 32 validation/test ones.
 TINY_STEPS = 8
-MOCK_EXAMPLES = 64
-
-
-def run_main(argv, capsys=None):
-    """`python -m trainers.train *argv` in-process; returns (exit code, stdout, stderr)."""
-    if capsys is not None:
-        capsys.readouterr()
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["train", *argv])
-    code = 0
-    try:
-        train.main(["train"])
-    except SystemExit as exit_:
-        code = exit_.code
-    finally:
-        flags.FLAGS.unparse_flags()
-    out, err = capsys.readouterr() if capsys is not None else ("", "")
-    return code, out, err
-
-
-@pytest.fixture
-def mock_fmnist(tmp_path):
-    """tfds.testing.mock_data: `fashion_mnist` yields the same 64 random examples for any split."""
-    with tfds.testing.mock_data(num_examples=MOCK_EXAMPLES):
-        yield str(tmp_path / "tfds")
-
-
 def model_weights(path):
     model = keras.saving.load_model(path)
     return {w.path: w.numpy() for w in model.weights}
