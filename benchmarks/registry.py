@@ -122,6 +122,15 @@ BENCHMARKS = (
               full=(("--model=mlp", "--seeds=0", "--rules=bp,rec_lra",
                      "--mixed_precision=bfloat16", "--noresume"),),
               claims=("precision.mlp_bfloat16",)),
+    # Your own model: Keras models converted by from_keras, trained through --keras_model.
+    Benchmark("accuracy_keras_cnn", ACCURACY,
+              full=(("--model=keras_cnn", "--seeds=0,1,2", "--rules=bp,rec_lra,wm,fa",
+                     "--noresume"),),
+              claims=("models.keras_cnn",)),
+    Benchmark("accuracy_keras_vgg", ACCURACY,
+              full=(("--model=keras_vgg", "--seeds=0,1,2", "--rules=bp,rec_lra,wm,fa",
+                     "--noresume"),),
+              claims=("models.keras_vgg",)),
     Benchmark("alignment_mlp", "benchmarks.alignment.angles", full=((),),
               quick=(("--epochs=1", "--train_limit=10000", "--every=25"),),
               claims=("alignment.mlp_descent",)),
@@ -151,6 +160,11 @@ BENCHMARKS = (
               full=(("--models=resnet20", "--jit=off",
                      "--rules=bp,fa,rec_lra,bp-keras_bn,fa-keras_bn,rec_lra-keras_bn",
                      "--steps=4"),)),
+    # keras.applications.ResNet50 converted, beside the resnet50 preset, in one round-robin.
+    Benchmark("speed_keras_resnet50", "benchmarks.speed.step_time",
+              full=(("--models=resnet50,keras_resnet50", "--jit=off", "--rules=bp,rec_lra",
+                     "--group=all", "--steps=2", "--repeats=4"),),
+              claims=("models.keras_resnet50",)),
     # Against BioTorch: needs the `peers` extra in a venv of its own (`make bench-peers`).
     Benchmark("peers_biotorch", "benchmarks.peers.biotorch", full=(("--noresume",),),
               quick=(("--seeds=0", "--epochs=1", "--train_limit=2560", "--timing_rounds=2",

@@ -336,3 +336,44 @@ def test_export_parity_claim():
     v = judge("export.parity", export_artefacts=rows(2.4e-7))
     assert v.status == HOLDS and "2.4e-07 (parity bar 1e-4)" in v.text
     assert judge("export.parity", export_artefacts=rows(3e-4)).status == FAILS
+
+
+def _keras_resnet50_json(cpu_keras, folded=23_528_522):
+    """Step times of keras_resnet50 and the resnet50 preset: `cpu_keras` {rule: CPU seconds}
+    against the preset's bp 2.0 s and rec_lra 2.2 s (ratio 1.1)."""
+    data = step_json({"bp": 2.0, "rec_lra": 2.2}, model="resnet50")
+    keras_rows = step_json(cpu_keras, model="keras_resnet50")["results"]
+    for r in data["results"]:
+        r.update(forward_params=23_528_522, forward_params_folded=None)
+    for r in keras_rows:
+        r.update(forward_params=23_581_642, forward_params_folded=folded)
+    data["results"] += keras_rows
+    return data
+
+
+def test_keras_resnet50_claim():
+    expect(judge("models.keras_resnet50",
+                 speed_keras_resnet50=_keras_resnet50_json({"bp": 3.0, "rec_lra": 3.3})),
+           HOLDS, "converted 23,581,642", "(23,528,522 with the conv biases", "preset 23,528,522",
+           "converted 1.100, preset 1.100", "+0.0%")
+    expect(judge("models.keras_resnet50",
+                 speed_keras_resnet50=_keras_resnet50_json({"bp": 3.0, "rec_lra": 3.6})),
+           FAILS, "converted 1.200, preset 1.100", "+9.1%")
+    expect(judge("models.keras_resnet50",
+                 speed_keras_resnet50=_keras_resnet50_json({"bp": 3.0, "rec_lra": 3.3},
+                                                           folded=23_000_000)),
+           FAILS, "(different)")
+    expect(judge("models.keras_resnet50",
+                 speed_keras_resnet50=_keras_resnet50_json({"bp": 3.0})), UNKNOWN)
+
+
+def test_keras_model_claims():
+    finals = {"bp": [0.90, 0.91, 0.92], "rec_lra": [0.895, 0.905, 0.91], "wm": [0.9] * 3,
+              "fa": [0.8] * 3}
+    expect(judge("models.keras_cnn", accuracy_keras_cnn=finals_json(finals)), HOLDS,
+           "Keras CNN", "0.67 points below", "wm 90.00%", "fa 80.00%")
+    finals["rec_lra"] = [0.85, 0.86, 0.87]
+    expect(judge("models.keras_vgg", accuracy_keras_vgg=finals_json(finals)), FAILS,
+           "Keras VGG-style network", "5.00 points below")
+    expect(judge("models.keras_vgg", accuracy_keras_vgg=finals_json(
+        {"bp": [0.9], "rec_lra": [0.9]})), UNKNOWN, "1 seed of the 3")

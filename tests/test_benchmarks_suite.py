@@ -15,7 +15,8 @@ def test_suites_run_the_registry_in_order_and_the_quick_suite_less():
     full = [b.name for b in registry.suite("full")]
     quick = [b.name for b in registry.suite("quick")]
     assert "peers_biotorch" not in full  # needs the peers extra: only with --only
-    assert full[-3:] == ["speed_mixed_precision", "speed_step_time", "speed_batch_norm"]
+    assert full[-4:] == ["speed_mixed_precision", "speed_step_time", "speed_batch_norm",
+                         "speed_keras_resnet50"]
     assert full.index("accuracy_depth") > full.index("accuracy_resnet56")
     assert quick == [n for n in full if registry.get(n).quick is not None]
     for name in ("accuracy_resnet32", "accuracy_resnet20_full", "accuracy_resnet20_ablation"):

@@ -23,6 +23,7 @@ from benchmarks.report import (
     convergence,
     export,
     frame,
+    models,
     peers,
     precision,
     scaling,
@@ -30,7 +31,8 @@ from benchmarks.report import (
 )
 from benchmarks.report.results import Results
 
-SECTIONS = (accuracy, convergence, speed, alignment, scaling, precision, peers, export)
+SECTIONS = (accuracy, convergence, speed, alignment, scaling, precision, models, peers,
+            export)
 
 
 def render_section(section, results, out_dir):

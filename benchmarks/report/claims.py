@@ -169,6 +169,29 @@ def _parity(results, bar):
     return v.parity_verdict(max(diffs) if diffs else None, bar["max_diff"])
 
 
+def _keras_model(name, what):
+    def judge(results, bar):
+        data = results.get(name).data
+        problems = s.bar_conditions(data, ("bp", "rec_lra"), bar)
+        summary = s.accuracy_summary(data)
+        verdict = v.gap_verdict(summary, bar["max_gap"], what)
+        verdict = v.Verdict(verdict.status, verdict.text + v.beside(summary, "wm")
+                            + v.beside(summary, "fa"))
+        return v.qualified(verdict, problems)
+    return judge
+
+
+def _keras_resnet50(results, bar):
+    rows = s.step_rows(results.get("speed_keras_resnet50").data)
+    params = {(r["model"], r["rule"]): r for r in results.get("speed_keras_resnet50").data[
+        "results"]}
+    for r in rows:
+        source = params[(r["model"], r["rule"])]
+        r["forward_params"] = source["forward_params"]
+        r["forward_params_folded"] = source.get("forward_params_folded")
+    return v.keras_resnet50_verdict(rows, bar)
+
+
 RESNET_BUDGET = {"train_examples": 12800, "epochs": 3, "optimizer": "adam"}
 ACCURACY_THRESHOLDS = {"mlp": (0.85, 0.88), "resnet": (0.80, 0.85)}
 
@@ -242,6 +265,18 @@ CLAIMS = {
                     "momentum": 0.9, "weight_decay": 5e-4, "augment": True, "batch_size": 128},
          "config": {"model": "resnet20", "warmup_epochs": 1.0, "schedule": "cosine"}},
         _full_data),
+    # Your own model: does a converted Keras model train as well?
+    "models.keras_cnn": Claim(
+        "models", "A converted Keras CNN (with BatchNorm): rec_lra within {max_gap} point of "
+        "bp", {"max_gap": 1.0, "seeds": 3}, _keras_model("accuracy_keras_cnn", "Keras CNN")),
+    "models.keras_vgg": Claim(
+        "models", "A converted Keras VGG-style network (no BatchNorm): rec_lra within "
+        "{max_gap} point of bp", {"max_gap": 1.0, "seeds": 3},
+        _keras_model("accuracy_keras_vgg", "Keras VGG-style network")),
+    "models.keras_resnet50": Claim(
+        "models", "keras.applications.ResNet50 converted: the preset's forward parameters, and "
+        "a rec_lra / bp step ratio within {max_ratio_difference:.0%} of the preset's",
+        {"max_ratio_difference": 0.05, "jit": "off"}, _keras_resnet50),
     # Precision: does it train under mixed precision?
     "precision.resnet20_bfloat16": Claim(
         "precision", "ResNet-20 under mixed_{policy}: bp and rec_lra within {max_gap} points "

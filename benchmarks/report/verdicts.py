@@ -477,3 +477,31 @@ def parity_verdict(worst, max_diff):
     return Verdict(HOLDS if worst < max_diff else FAILS,
                    f"largest difference of probabilities from Keras {worst:.1e} (parity bar "
                    f"{bar}).")
+
+
+# --------------------------------------------------------------------------------- models
+
+
+def keras_resnet50_verdict(rows, bar):
+    """The converted keras.applications.ResNet50 against the resnet50 preset (`rows` of
+    `summaries.step_rows` with the workers' parameter counts): the same forward parameters once
+    Keras' conv biases in front of BatchNorm are folded away, and a rec_lra / bp ratio within
+    `bar["max_ratio_difference"]` (relative) of the preset's."""
+    def row(model, rule):
+        return next((r for r in rows if r["model"] == model and r["rule"] == rule
+                     and r["jit"] == bar["jit"]), None)
+    found = {(m, r): row(m, r) for m in ("resnet50", "keras_resnet50") for r in ("bp", "rec_lra")}
+    if any(x is None for x in found.values()):
+        return Verdict(UNKNOWN, "bp and rec_lra of both models are needed.")
+    preset, keras_bp = found[("resnet50", "bp")], found[("keras_resnet50", "bp")]
+    same = keras_bp["forward_params_folded"] == preset["forward_params"]
+    ours = found[("keras_resnet50", "rec_lra")]["cpu_ratio_to_bp"]
+    theirs = found[("resnet50", "rec_lra")]["cpu_ratio_to_bp"]
+    close = abs(ours / theirs - 1.0) <= bar["max_ratio_difference"]
+    text = (f"forward parameters: converted {keras_bp['forward_params']:,} "
+            f"({keras_bp['forward_params_folded']:,} with the conv biases in front of BatchNorm "
+            f"folded), preset {preset['forward_params']:,} ({'equal' if same else 'different'}); "
+            f"rec_lra / bp CPU time per step: converted {ours:.3f}, preset {theirs:.3f} "
+            f"({100 * (ours / theirs - 1):+.1f}%; criterion: within "
+            f"{100 * bar['max_ratio_difference']:.0f}%)")
+    return Verdict(_status([(same, ""), (close, "")]), text)

@@ -133,9 +133,13 @@ def run_worker(spec):
         FusedBatchNormalization._fusable = lambda *args: False  # Keras' path, this process only
     preset, stem, shape, classes = MODELS[name]
     keras.utils.set_random_seed(0)
+    folded = None
     if preset.startswith("keras."):
         application = getattr(keras.applications, preset.split(".", 1)[1])
-        model = from_keras(application(weights=None, input_shape=shape, classes=classes))
+        original = application(weights=None, input_shape=shape, classes=classes)
+        model = from_keras(original)
+        folded = parameter_counts(from_keras(original, fold_batchnorm_bias=True))["forward"]
+        del original
     else:
         model = resnet(preset, input_shape=shape, num_classes=classes, stem=stem)
     model.compile(
@@ -161,7 +165,8 @@ def run_worker(spec):
     idle = _proc_status_mb("VmRSS")
     reset = _reset_peak_rss()
     workers.send({"ready": True, "first_step_seconds": first, "idle_rss_mb": idle,
-                  "forward_params": counts["forward"], "feedback_params": counts["feedback"]})
+                  "forward_params": counts["forward"], "feedback_params": counts["feedback"],
+                  "forward_params_folded": folded})
     workers.serve(step, on_quit=lambda: {
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "step_peak_rss_mb": _proc_status_mb("VmHWM") if reset else None,
@@ -223,6 +228,9 @@ def measure_group(configs, batches, repeats, steps):
                 "step_peak_rss_mb": mem["step_peak_rss_mb"],
                 "forward_params": w.ready["forward_params"],
                 "feedback_params": w.ready["feedback_params"],
+                # A converted Keras model's forward parameters with the conv biases in front of
+                # BatchNorm folded away (from_keras(fold_batchnorm_bias=True)); else None.
+                "forward_params_folded": w.ready.get("forward_params_folded"),
             })
         return rows
     finally:
