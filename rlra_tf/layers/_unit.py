@@ -87,6 +87,27 @@ class AlignedUnit(keras.layers.Layer):
         normalisation, the linear responses in front of each normalisation (`None` here)."""
         return self.pre_activation(inputs, residual=residual, training=training), None, None
 
+    @property
+    def feedback_pairs(self):
+        """`(feedback, kernel)` pairs of the unit's adjacent synapses (here `F` and `W`)."""
+        return [(self.feedback, self.kernel)]
+
+    @property
+    def synchronized_norm(self):
+        """Whether the unit's normalisation all-reduces its batch statistics across replicas.
+
+        The rules then carry errors through it by `norm_transpose` (whose all-reduces run in
+        program order) rather than by differentiating it: a `GradientTape` orders the
+        all-reduces of a backward pass by the ids of its ops, which need not match between
+        replicas, and all-reduces of the same shape could pair up wrongly.
+        """
+        return False
+
+    @property
+    def norm_variables(self):
+        """The trainable variables of the unit's normalisations (none here)."""
+        return []
+
     def norm_transpose(self, error, unit_trace):
         """Carry an error at this unit's pre-activation back through its own normalisation.
 

@@ -276,28 +276,39 @@ class AlignedModel(keras.Model):
             grads = tape.gradient(loss, variables)
             return [g for g in grads], [], logits
         # Persistent: the rule asks for the local gradients block by block (in a traced step
-        # this costs nothing at run time; the tape only builds the graph).
+        # this costs nothing at run time; the tape only builds the graph, and a tensor lives
+        # until the last op that reads it has run, as in backprop).
         with tf.GradientTape(persistent=True) as tape:
             trace = self.trace(self._noisy(x, iteration), training=True, local=True)
 
-        def local_gradients(pres, signals, sources=()):
-            n = tf.cast(tf.shape(pres[0])[0], tf.float32)
-            # Signals (float32) meet the pre-activations in their compute dtype; the updates
-            # of the float32 variables come out in float32.
+        def local_gradients(pres, signals, sources=(), scale=1.0, parameters=None):
+            # The signals (float32) meet the pre-activations in their compute dtype, as they
+            # are: the division by the batch size (and the rule's `scale`) is applied to the
+            # parameter-sized results, not to activation-sized tensors. The updates of the
+            # float32 variables come out in float32.
             sources = list(sources)
+            params = variables if parameters is None else list(parameters)
             grads = tape.gradient(
-                pres, variables + sources,
+                pres, params + sources,
                 output_gradients=[
-                    tf.cast(tf.stop_gradient(tf.cast(s, tf.float32)) / n, p.dtype)
+                    tf.cast(tf.stop_gradient(tf.cast(s, tf.float32)), p.dtype)
                     for p, s in zip(pres, signals)
                 ],
             )
-            k = len(variables)
-            own = {id(v): (g, v) for g, v in zip(grads[:k], variables) if g is not None}
+            n = tf.cast(tf.shape(pres[0])[0], tf.float32)
+            factor = scale / n
+            k = len(params)
+            own = {id(v): (tf.cast(g, tf.float32) * factor, v)
+                   for g, v in zip(grads[:k], params) if g is not None}
             return own, grads[k:]
 
         pairs = self.rule.updates(trace, labels, local_gradients)
-        assigns = self.rule.synapse_assignments(trace, iteration, seed=self.noise_seed)
+        # The mirror's noise (seeded by the step) after every update: it only needs the
+        # weights, so nothing else would stop it from running during the forward pass and
+        # adding its tensors to the step's peak memory.
+        with tf.control_dependencies([u for u, _ in pairs]):
+            after_updates = tf.identity(iteration)
+        assigns = self.rule.synapse_assignments(trace, after_updates, seed=self.noise_seed)
         return pairs, assigns, trace.logits
 
     def _iteration(self):

@@ -143,34 +143,90 @@ class UnitUpdates:
     """An `on_unit` for `propagate` that computes each unit's local updates into `grads`.
 
     One backward pass through the unit (`local_gradients`) gives its parameters' updates and,
-    with `through`, the errors it sends down: the gradient of `sum(e * h) / n` with respect
-    to the linear responses in front of its BatchNorms is `N'^T e / n`, the same transpose the
-    unit's own kernel update goes through, so it is computed once (ALGORITHM.md 3.5a).
+    with `through`, the errors it sends down: the gradient of `sum(s * h)` with respect to the
+    linear responses in front of its BatchNorms is `N'^T s`, the same transpose the unit's own
+    kernel update goes through, so it is computed once (ALGORITHM.md 3.5a), by the kernel
+    that differentiates the BatchNorm (`FusedBatchNormGradV3`).
+
+    Args:
+        local_gradients: as `Rule.updates` receives it.
+        through: whether the errors leave the unit through its normalisation.
+        scale: the parameter updates are `scale` times the derivatives of `sum(s * h) / n`
+            (a rule that carries its signals scaled, as `RecLRA` carries `beta * e`, undoes
+            the scale here, on parameter-sized tensors).
+        at: `"pre"`: the signal is paired with the pre-activation `h` (LRA); `"outputs"`: with
+            the activity `z`, so the backward pass goes through the activation too (FA: the
+            signal is the displacement `d`, and `delta = d * phi'(h)` is formed by the
+            activation's own gradient kernel, from `z`).
 
     Attributes:
         grads: `{id(variable): (update, variable)}` of every unit seen so far.
     """
 
-    def __init__(self, local_gradients, through):
+    def __init__(self, local_gradients, through, scale=1.0, at="pre"):
         self.local_gradients = local_gradients
         self.through = through
+        self.scale = scale
+        self.at = check_choice("at", at, ("pre", "outputs"))
         self.grads = {}
 
     def __call__(self, b, i, ut, signal):
+        if ut.unit.synchronized_norm:
+            return self._split(ut, signal)
         sources = []
         if self.through:
             sources = [t for t in (ut.linear, ut.shortcut_linear) if t is not None]
-        unit_grads, source_grads = self.local_gradients([ut.pre], [signal], sources)
+        paired = ut.pre
+        if self.at == "outputs":
+            # The signal at the pre-activation (`delta`) is what leaves a path without a
+            # normalisation to carry it through.
+            paired = ut.outputs
+            sources.append(ut.pre)
+        unit_grads, source_grads = self.local_gradients(
+            [paired], [signal], sources, scale=self.scale)
         self.grads.update(unit_grads)
-        main = shortcut = signal
+        got = [tf.cast(g, tf.float32) for g in source_grads]
+        at_pre = got.pop() if self.at == "outputs" else signal
+        main = shortcut = at_pre
         if self.through:
-            n = tf.cast(tf.shape(signal)[0], tf.float32)
-            got = iter(tf.cast(g, tf.float32) * n for g in source_grads)
+            got = iter(got)
             if ut.linear is not None:
                 main = next(got)
             if ut.shortcut_linear is not None:
                 shortcut = next(got)
         return (main, shortcut), [u for u, _ in unit_grads.values()]
+
+    def _split(self, ut, signal):
+        """A unit whose BatchNorms all-reduce their statistics (`synchronized_norm`): the
+        errors through the normalisations and their parameters' updates by formula
+        (`synchronized_norm_backward`), the other parameters' from those errors. Nothing
+        differentiates an all-reduce, so every replica runs its all-reduces in program order.
+        """
+        unit = ut.unit
+        if self.at == "outputs":  # delta = d * phi'(h), by the activation's own gradient
+            pre = tf.stop_gradient(ut.pre)
+            with tf.GradientTape() as tape:
+                tape.watch(pre)
+                z = unit.activation(pre)
+            signal = tf.cast(tape.gradient(z, pre, output_gradients=tf.cast(signal, z.dtype)),
+                             tf.float32)
+        main, shortcut, norm_grads = unit.synchronized_norm_backward(signal, ut)
+        factor = self.scale / tf.cast(tf.shape(signal)[0], tf.float32)
+        norm_grads = {k: (g * factor, v) for k, (g, v) in norm_grads.items()}
+        pres, errors = [ut.linear], [main]
+        if ut.shortcut_linear is not None:
+            pres.append(ut.shortcut_linear)
+            errors.append(shortcut)
+        norm_ids = {id(v) for v in unit.norm_variables}
+        others = [v for v in unit.trainable_variables if id(v) not in norm_ids]
+        linear_grads, _ = self.local_gradients(pres, errors, scale=self.scale,
+                                               parameters=others)
+        self.grads.update(norm_grads)
+        self.grads.update(linear_grads)
+        if not self.through:
+            main = shortcut = signal
+        updates = [u for u, _ in norm_grads.values()] + [u for u, _ in linear_grads.values()]
+        return (main, shortcut), updates
 
 
 # Noise examples per mirror estimate when `mirror_batch` is not given (ALGORITHM.md 3.7):
@@ -330,11 +386,14 @@ class Rule(abc.ABC):
         Args:
             trace: the `Trace` of the forward pass (training mode).
             labels: float one-hot (or smoothed) labels, shape (batch, K).
-            local_gradients: `(pres, signals, sources=()) -> (grads, source_grads)`: for
-                every unit given, the derivative of `sum(signal * h) / n` with respect to
-                that unit's own parameters, its input held constant, as
-                `{id(variable): (update, variable)}`, and the derivatives with respect to
-                the given `sources` (tensors inside those units). It may be called several
+            local_gradients: `(pres, signals, sources=(), scale=1.0) -> (grads,
+                source_grads)`: for every unit given (`pres`: its pre-activation, or any
+                tensor of the unit computed from its parameters, such as its activity), the
+                derivative of `scale * sum(signal * pre) / n` with respect to that unit's
+                own parameters, its input held constant, as
+                `{id(variable): (update, variable)}`, and the derivatives of
+                `sum(signal * pre)` (not scaled, not divided by `n`) with respect to the
+                given `sources` (tensors inside those units). It may be called several
                 times, for disjoint sets of units (unit by unit: `UnitUpdates`).
         """
 

@@ -57,25 +57,39 @@ class FA(MirrorOptions, Rule):
             **self.mirror_config(),
         }
 
-    def signals(self, trace, labels, on_unit=None):
-        """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""
+    def _walk(self, trace, labels, signal_fn, on_unit=None):
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
-
-        def delta(ut, d):  # float32 whatever the compute dtype (mixed precision)
-            pre = tf.cast(tf.stop_gradient(ut.pre), tf.float32)
-            return tf.cast(d, tf.float32) * ut.unit.activation_derivative(pre)
 
         def use_skip(b, i, bt):
             return self.direct
 
         return e_out, propagate(
-            trace, e_out, delta, use_skip, on_unit,
+            trace, e_out, signal_fn, use_skip, on_unit,
             through=self.norm_feedback == "through",
         )
 
+    def signals(self, trace, labels):
+        """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""
+
+        def delta(ut, d):  # float32 whatever the compute dtype (mixed precision)
+            pre = tf.cast(tf.stop_gradient(ut.pre), tf.float32)
+            return tf.cast(d, tf.float32) * ut.unit.activation_derivative(pre)
+
+        return self._walk(trace, labels, delta)
+
     def updates(self, trace, labels, local_gradients):
-        weight_updates = UnitUpdates(local_gradients, self.norm_feedback == "through")
-        self.signals(trace, labels, weight_updates)
+        # Each unit's backward pass starts at its activity with the displacement `d`, so
+        # `delta = d * phi'(h)` comes from the activation's own gradient kernel (ReLU's from
+        # `z`): no `phi'` tensor, and the pre-activation need not be kept for it.
+        weight_updates = UnitUpdates(local_gradients, self.norm_feedback == "through",
+                                     at="outputs")
+
+        def displacement(ut, d):
+            # A displacement of shape (batch, 1, 1, C) (the pooled head's, a skip synapse's)
+            # spread over the feature map; a no-op when the shapes already agree.
+            return tf.broadcast_to(tf.cast(d, tf.float32), tf.shape(ut.outputs))
+
+        self._walk(trace, labels, displacement, weight_updates)
         return list(weight_updates.grads.values())
 
 
