@@ -390,16 +390,18 @@ class AlignedConv2D(AlignedUnit):
         )
         return c / (tf.cast(shape[0], x.dtype) * seen)
 
-    def mirror_estimate(self, noise, normalise="positions"):
-        """The mirror estimate of `F` from noise shaped like the unit's input (m, h, w, c)."""
-        return self._filter_correlation(noise, self.kernel, self.strides, self.padding,
-                                        normalise)
+    def mirror_estimate(self, noise, normalise="positions", kernel=None):
+        """The mirror estimate of `F` from noise shaped like the unit's input (m, h, w, c);
+        `kernel`: the value of `W` to use (default: read the variable)."""
+        kernel = self.kernel if kernel is None else kernel
+        return self._filter_correlation(noise, kernel, self.strides, self.padding, normalise)
 
-    def shortcut_mirror_estimate(self, noise, normalise="positions"):
+    def shortcut_mirror_estimate(self, noise, normalise="positions", kernel=None):
         """The mirror estimate of the projection's synapse from noise shaped like the block
-        input."""
-        return self._filter_correlation(noise, self.shortcut_kernel, self.shortcut_strides,
-                                        "same", normalise)
+        input; `kernel` as for `mirror_estimate`."""
+        kernel = self.shortcut_kernel if kernel is None else kernel
+        return self._filter_correlation(noise, kernel, self.shortcut_strides, "same",
+                                        normalise)
 
     def mirror_synapses(self, unit_trace):
         synapses = [(self.feedback, _example_shape(unit_trace.inputs), self.mirror_estimate)]

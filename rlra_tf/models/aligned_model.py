@@ -363,11 +363,54 @@ class AlignedModel(keras.Model):
         if replicas > 1:
             # The optimiser sums across replicas; the updates are per-replica batch means.
             updates = [u / replicas for u in updates]
-        if values:
-            # Identical on every replica (deterministic noise): assigned locally.
-            distribute.assign_replicated(assigned, values)
-        self.optimizer.apply(updates, variables)
+        self._apply_step(updates, variables, values, assigned)
         return self._update_metrics(y, labels, logits)
+
+    def _apply_step(self, updates, variables, values, assigned):
+        """Writes one step: the assignments (`values` to `assigned`: the mirror), then the
+        optimiser's updates; the synapses the rule tracks (`Rule.tracked_synapses`) also
+        receive their kernel's step, plus their own decay.
+
+        For a tracked pair `(F, W)`: before the optimiser `F <- k_F * F - k_W * W`, after it
+        `F <- F + W`, so `F` gains exactly `W`'s step without `W`'s decay and loses its own:
+        `k_v = 1 - learning_rate * weight_decay` when the optimiser's decoupled weight decay
+        applies to `v` (its own exclusion rules), else 1. Every value is identical on every
+        replica (deterministic noise, replicated weights and steps): assigned locally.
+        """
+        tracked = self.rule.tracked_synapses(self.unit_layers)
+        if not tracked:
+            if values:
+                distribute.assign_replicated(assigned, values)
+            self.optimizer.apply(updates, variables)
+            return
+        pending = {id(v): a for a, v in zip(values, assigned)}
+        tracked_ids = {id(f) for f, _ in tracked}
+        rest = [(a, v) for a, v in zip(values, assigned) if id(v) not in tracked_ids]
+        if rest:
+            distribute.assign_replicated([v for _, v in rest], [a for a, _ in rest])
+        kept = self._decay_kept()
+        differences = []
+        for f, w in tracked:
+            value = pending.get(id(f))
+            value = tf.convert_to_tensor(f) if value is None else value
+            differences.append(kept(f) * value - kept(w) * tf.convert_to_tensor(w))
+        distribute.assign_replicated([f for f, _ in tracked], differences)
+        self.optimizer.apply(updates, variables)
+        distribute.assign_replicated(
+            [f for f, _ in tracked],
+            [tf.convert_to_tensor(f) + tf.convert_to_tensor(w) for f, w in tracked],
+        )
+
+    def _decay_kept(self):
+        """`v -> 1 - learning_rate * weight_decay` for the variables the optimiser's
+        decoupled weight decay applies to at this step, `1.0` for the others."""
+        optimizer = self.optimizer
+        decay = getattr(optimizer, "weight_decay", None)
+        if not decay:
+            return lambda v: 1.0
+        factor = 1.0 - tf.cast(optimizer.learning_rate, tf.float32) * float(decay)
+        # Keras' own rule for which variables it decays (`exclude_from_weight_decay`).
+        return lambda v: factor if optimizer._use_weight_decay(v) else 1.0
 
     def _step_pairs(self, x, labels, iteration, scale_loss=True):
         out, assigns, logits = self._per_replica_updates(x, labels, iteration, scale_loss)

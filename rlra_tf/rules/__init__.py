@@ -1,15 +1,15 @@
 """Learning rules as plain tensor maths over a trace of the forward pass.
 
-Names: `"rec_lra"` (`RecLRA`), `"lra"` (`LRA`), `"fa"` (`FA`), `"wm"` (`WM`), `"dfa"` (`DFA`),
-`"bp"` (`BP`).
+Names: `"rec_lra"` (`RecLRA`), `"lra"` (`LRA`), `"fa"` (`FA`), `"wm"` (`WM`), `"kp"` (`KP`),
+`"dfa"` (`DFA`), `"bp"` (`BP`).
 """
 
 from rlra_tf.rules.base import Rule, Signals, output_error, propagate
-from rlra_tf.rules.feedback_alignment import BP, DFA, FA, WM
+from rlra_tf.rules.feedback_alignment import BP, DFA, FA, KP, WM
 from rlra_tf.rules.lra import LRA, RecLRA
 from rlra_tf.rules.trace import BlockTrace, Trace, UnitTrace
 
-RULES = {cls.name: cls for cls in (RecLRA, LRA, FA, WM, DFA, BP)}
+RULES = {cls.name: cls for cls in (RecLRA, LRA, FA, WM, KP, DFA, BP)}
 NAMES = tuple(RULES)
 
 
@@ -32,6 +32,6 @@ def serialize(rule):
 
 
 __all__ = [
-    "BP", "DFA", "FA", "LRA", "NAMES", "RULES", "RecLRA", "Rule", "Signals", "BlockTrace",
+    "BP", "DFA", "FA", "KP", "LRA", "NAMES", "RULES", "RecLRA", "Rule", "Signals", "BlockTrace",
     "Trace", "UnitTrace", "WM", "get", "output_error", "propagate", "serialize",
 ]

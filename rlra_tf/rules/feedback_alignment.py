@@ -38,17 +38,17 @@ class FA(MirrorOptions, Rule):
 
     def __init__(self, synapse_update=None, norm_feedback=None, mirror_rate=0.1,
                  mirror_batch=None, mirror_every=1, mirror_normalise="positions",
-                 mirror_warm_start=False):
+                 mirror_warm_start=False, mirror_first_scale=1, mirror_track=False):
         self.synapse_update = check_choice(
             "synapse_update", synapse_update or self.defaults["synapse_update"],
-            {"fixed", "mirror"},
+            {"fixed", "mirror", "kp"},
         )
         self.norm_feedback = check_choice(
             "norm_feedback", norm_feedback or self.defaults["norm_feedback"],
             {"through", "skip"},
         )
         self._init_mirror(mirror_rate, mirror_batch, mirror_every, mirror_normalise,
-                          mirror_warm_start)
+                          mirror_warm_start, mirror_first_scale, mirror_track)
 
     def get_config(self):
         return {
@@ -110,6 +110,29 @@ class WM(FA):
 
     name = "wm"
     defaults = dict(synapse_update="mirror", norm_feedback="through")
+
+
+class KP(FA):
+    """Kolen-Pollack (Akrout, Wilson, Humphreys, Lillicrap & Tweed, NeurIPS 2019).
+
+    Feedback alignment whose synapses receive the same optimiser step as their forward
+    kernels, plus their own weight decay: `F <- F + (W's step without W's decay) - c_F * F`,
+    with `c_F = learning_rate * weight_decay` when the optimiser's decoupled weight decay
+    applies to `F` (by its own exclusion rules, as if `F` were one of its variables) and 0
+    otherwise. So `F - W` shrinks by `1 - c` each step when both decay; without weight decay
+    it never changes and `F` aligns only as far as `W` moves away from where it started.
+    Every step is local (a synapse sees its own kernel's step, which its unit computed) and
+    the same on every replica. `KP()` is `FA(synapse_update="kp")`, signals carried back
+    through each unit's BatchNorm.
+
+    Args: as `FA`, with `synapse_update="kp"` by default.
+
+    Example:
+        >>> model.compile(optimizer=keras.optimizers.SGD(0.1, weight_decay=5e-4), rule="kp")
+    """
+
+    name = "kp"
+    defaults = dict(synapse_update="kp", norm_feedback="through")
 
 
 class DFA(FA):

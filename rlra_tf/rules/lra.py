@@ -15,7 +15,7 @@ from rlra_tf.rules.base import (
 
 ERROR_SCALES = {"beta", "raw"}
 NORM_FEEDBACK = {"through", "skip"}
-SYNAPSE_UPDATES = {"mirror", "lra", "fixed"}
+SYNAPSE_UPDATES = {"mirror", "kp", "lra", "fixed"}
 
 
 class RecLRA(MirrorOptions, Rule):
@@ -92,6 +92,8 @@ class RecLRA(MirrorOptions, Rule):
         mirror_every=1,
         mirror_normalise="positions",
         mirror_warm_start=False,
+        mirror_first_scale=1,
+        mirror_track=False,
     ):
         d = self.defaults
         self.beta = check_nonnegative("beta", beta)
@@ -122,7 +124,7 @@ class RecLRA(MirrorOptions, Rule):
             "synapse_update", synapse_update or d["synapse_update"], SYNAPSE_UPDATES
         )
         self._init_mirror(mirror_rate, mirror_batch, mirror_every, mirror_normalise,
-                          mirror_warm_start)
+                          mirror_warm_start, mirror_first_scale, mirror_track)
 
     def error_unit(self, z, t):
         """`err(z, t)` of section 3.3 (divided by `beta` with `error_scale="beta"`)."""
