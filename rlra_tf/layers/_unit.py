@@ -92,6 +92,11 @@ class AlignedUnit(keras.layers.Layer):
         """`(feedback, kernel)` pairs of the unit's adjacent synapses (here `F` and `W`)."""
         return [(self.feedback, self.kernel)]
 
+    def recompute_pre(self, unit_trace):
+        """The pre-activation of `unit_trace` recomputed from what the trace keeps anyway, or
+        `None` where the unit cannot (here: always; the rule then reads `unit_trace.pre`)."""
+        return None
+
     @property
     def synchronized_norm(self):
         """Whether the unit's normalisation all-reduces its batch statistics across replicas.

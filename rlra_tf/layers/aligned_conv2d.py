@@ -322,6 +322,26 @@ class AlignedConv2D(AlignedUnit):
         """The `(feedback, kernel)` pair the shortcut path uses (empty for an identity)."""
         return self.feedback_pairs[1:]
 
+    def recompute_pre(self, unit_trace):
+        """The pre-activation `h` of `unit_trace` (float32), recomputed from the linear
+        responses and the residual input the trace keeps anyway, by the same BatchNorm kernel
+        (the same numbers); `None` where that is not possible (no BatchNorm, or a BatchNorm
+        that does not run the fused kernel). A rule that needs `h` late in the step takes it
+        from here instead of keeping it from the forward pass (ALGORITHM.md 3.6)."""
+        if self.norm_layer is None or unit_trace.linear is None:
+            return None
+        h = self.norm_layer.recompute_training_output(unit_trace.linear)
+        if h is None:
+            return None
+        r = unit_trace.residual
+        if r is not None and self.shortcut == "projection":
+            if self.shortcut_norm is None or unit_trace.shortcut_linear is None:
+                return None
+            r = self.shortcut_norm.recompute_training_output(unit_trace.shortcut_linear)
+            if r is None:
+                return None
+        return h if r is None else h + tf.cast(r, tf.float32)
+
     @property
     def synchronized_norm(self):
         return self.norm == "sync_batch"

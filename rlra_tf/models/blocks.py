@@ -16,10 +16,9 @@ def trace_unit(unit, z_in, residual=None, training=None):
     h, linear, shortcut_linear = unit.pre_activation_parts(
         z_in, residual=residual, training=training
     )
-    projected = getattr(unit, "shortcut", None) == "projection"
     return UnitTrace(
         unit=unit, inputs=z_in, pre=h, outputs=unit.activation(h), linear=linear,
-        residual=residual if projected else None, shortcut_linear=shortcut_linear,
+        residual=residual, shortcut_linear=shortcut_linear,
     )
 
 

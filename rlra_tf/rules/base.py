@@ -302,7 +302,10 @@ def mirror_assignments(trace, step, rate, batch=None, every=1, seed=0, normalise
             noise_seed = tf.stack([tf.constant(_MIRROR_SEED * 1_000_003 + 1009 * seed + k,
                                                tf.int64), step])
             noise_shape = tf.concat([[m], tf.cast(shape, tf.int32)], axis=0)
-            noise = rademacher(noise_shape, noise_seed)
+            # One synapse at a time: its noise after the previous estimate, so that a step
+            # holds one synapse's noise and responses, not all of them at once.
+            with tf.control_dependencies(values[-1:]):
+                noise = rademacher(noise_shape, noise_seed)
             c = tf.cast(estimate_fn(noise, normalise, kernel=w), f.dtype)
             values.append((1.0 - lam) * f + lam * c)
         return values
