@@ -20,8 +20,8 @@ class UnitTrace:
         linear: the linear response `A_u(z_{u-1})` (bias included) before the unit's own
             normalisation, when it has one (`None` otherwise): what carrying an error back
             through that normalisation needs.
-        residual: the block input a projection shortcut inside the unit projects (`None`
-            without a projection).
+        residual: the residual input the unit adds: the block input, as it is (identity
+            shortcut) or projected inside the unit (`None` without a residual input).
         shortcut_linear: the projection's linear response before its normalisation, when it
             has one.
     """

@@ -225,10 +225,12 @@ def test_update_chain_on_tiny_resnets_of_two_depths():
     rec2, rec3 = (diagnostics.update_chain(tiny_resnet(d, SKIP), (8, 8, 1)) for d in depths)
     assert bp3.compute_ops > bp2.compute_ops
     assert rec3.compute_ops == rec2.compute_ops < bp2.compute_ops
-    # One block: the skip synapse into the block output, F into the first unit, its filter.
-    assert rec3.path[:3] == ["Softmax", "Sub", "MatMul"]
+    # One block: the skip synapse into the block output (after scaling e_L by beta: the walk
+    # carries beta * e), F into the first unit, its filter.
+    assert rec3.path[:4] == ["Softmax", "Sub", "Mul", "MatMul"]
     assert rec3.path.count("Conv2DBackpropInput") == 1
-    assert rec3.path[-1] == "Conv2DBackpropFilter"
+    # Its filter's update, then the scale (1 / (beta * n)) on the parameter-sized result.
+    assert rec3.path[-2:] == ["Conv2DBackpropFilter", "Mul"]
     default2, default3 = (diagnostics.update_chain(tiny_resnet(d, "rec_lra"), (8, 8, 1))
                           for d in depths)
     assert default3.compute_ops > default2.compute_ops

@@ -41,7 +41,9 @@ class AlignedUnit(keras.layers.Layer):
 
     Optional hooks (defaults here: no normalisation, no projection shortcut):
     `norm_transpose`, `shortcut_norm_transpose`, `shortcut_feedback_input`,
-    `feedback_pairs`, `shortcut_feedback_pairs`, `has_projection`, `forward_weight_pairs`.
+    `feedback_pairs`, `shortcut_feedback_pairs`, `has_projection`, `forward_weight_pairs`,
+    `recompute_pre`, `synchronized_norm` (then also `synchronized_norm_backward`),
+    `norm_variables`.
     """
 
     bias = None  # a unit type with a bias sets it in build
@@ -148,6 +150,27 @@ class AlignedUnit(keras.layers.Layer):
     def pre_activation(self, inputs, residual=None, training=None):
         """`h`: the first of `pre_activation_parts`."""
         return self.pre_activation_parts(inputs, residual=residual, training=training)[0]
+
+    def recompute_pre(self, unit_trace):
+        """The pre-activation of `unit_trace` recomputed from what the trace keeps anyway, or
+        `None` where the unit cannot (here: always; the rule then reads `unit_trace.pre`)."""
+        return None
+
+    @property
+    def synchronized_norm(self):
+        """Whether the unit's normalisation all-reduces its batch statistics across replicas.
+
+        The rules then carry errors through it by `norm_transpose` (whose all-reduces run in
+        program order) rather than by differentiating it: a `GradientTape` orders the
+        all-reduces of a backward pass by the ids of its ops, which need not match between
+        replicas, and all-reduces of the same shape could pair up wrongly.
+        """
+        return False
+
+    @property
+    def norm_variables(self):
+        """The trainable variables of the unit's normalisations (none here)."""
+        return []
 
     def norm_transpose(self, error, unit_trace):
         """Carry an error at this unit's pre-activation back through its own normalisation

@@ -313,6 +313,35 @@ class AlignedConv2D(AlignedUnit):
         """The `(feedback, kernel)` pair the shortcut path uses (empty for an identity)."""
         return self.feedback_pairs[1:]
 
+    def recompute_pre(self, unit_trace):
+        """The pre-activation `h` of `unit_trace` (float32), recomputed from the linear
+        responses and the residual input the trace keeps anyway, by the same BatchNorm kernel
+        (the same numbers); `None` where that is not possible (no BatchNorm, or a BatchNorm
+        that does not run the fused kernel). A rule that needs `h` late in the step takes it
+        from here instead of keeping it from the forward pass (docs/ALGORITHM.md#costs)."""
+        if self.norm_layer is None or unit_trace.linear is None:
+            return None
+        h = self.norm_layer.recompute_training_output(unit_trace.linear)
+        if h is None:
+            return None
+        r = unit_trace.residual
+        if r is not None and self.shortcut == "projection":
+            if self.shortcut_norm is None or unit_trace.shortcut_linear is None:
+                return None
+            r = self.shortcut_norm.recompute_training_output(unit_trace.shortcut_linear)
+            if r is None:
+                return None
+        return h if r is None else h + tf.cast(r, tf.float32)
+
+    @property
+    def synchronized_norm(self):
+        return self.norm == "sync_batch"
+
+    @property
+    def norm_variables(self):
+        norms = [n for n in (self.norm_layer, self.shortcut_norm) if n is not None]
+        return [v for n in norms for v in n.trainable_variables]
+
     def norm_transpose(self, error, unit_trace):
         """`N'^T e` through the unit's own BatchNorm with this batch's statistics
         (docs/ALGORITHM.md#norm-transpose).
@@ -322,6 +351,25 @@ class AlignedConv2D(AlignedUnit):
         `xhat` the normalised linear response `unit_trace.linear`. Without BatchNorm: `e`.
         """
         return norm_transpose(self.norm_layer, error, unit_trace.linear)
+
+    def synchronized_norm_backward(self, error, unit_trace):
+        """For `synchronized_norm`: `(main, shortcut, grads)`, the error through the unit's
+        and through the projection's BatchNorm (`norm_transpose`, `shortcut_norm_transpose`)
+        and `{id(variable): (derivative of sum(error * h), variable)}` for their `gamma` and
+        `beta`, computed without differentiating an all-reduce (see `synchronized_norm`)."""
+        grads = {}
+        outs = []
+        for norm, linear in ((self.norm_layer, unit_trace.linear),
+                             (self.shortcut_norm, unit_trace.shortcut_linear)):
+            if norm is None or linear is None:
+                outs.append(error)
+                continue
+            out, d_gamma, d_beta = _synchronized_norm_backward(norm, error, linear)
+            outs.append(out)
+            for d, v in ((d_gamma, norm.gamma), (d_beta, norm.beta)):
+                if d is not None:
+                    grads[id(v)] = (d, v)
+        return outs[0], outs[1], grads
 
     def shortcut_norm_transpose(self, error, unit_trace):
         """`norm_transpose` through the projection's BatchNorm (identity without one)."""
@@ -354,16 +402,18 @@ class AlignedConv2D(AlignedUnit):
         )
         return c / (tf.cast(shape[0], x.dtype) * seen)
 
-    def mirror_estimate(self, noise, normalise="positions"):
-        """The mirror estimate of `F` from noise shaped like the unit's input (m, h, w, c)."""
-        return self._filter_correlation(noise, self.kernel, self.strides, self.padding,
-                                        normalise)
+    def mirror_estimate(self, noise, normalise="positions", kernel=None):
+        """The mirror estimate of `F` from noise shaped like the unit's input (m, h, w, c);
+        `kernel`: the value of `W` to use (default: read the variable)."""
+        kernel = self.kernel if kernel is None else kernel
+        return self._filter_correlation(noise, kernel, self.strides, self.padding, normalise)
 
-    def shortcut_mirror_estimate(self, noise, normalise="positions"):
+    def shortcut_mirror_estimate(self, noise, normalise="positions", kernel=None):
         """The mirror estimate of the projection's synapse from noise shaped like the block
-        input."""
-        return self._filter_correlation(noise, self.shortcut_kernel, self.shortcut_strides,
-                                        "same", normalise)
+        input; `kernel` as for `mirror_estimate`."""
+        kernel = self.shortcut_kernel if kernel is None else kernel
+        return self._filter_correlation(noise, kernel, self.shortcut_strides, "same",
+                                        normalise)
 
     def mirror_synapses(self, unit_trace):
         synapses = [(self.feedback, _example_shape(unit_trace.inputs), self.mirror_estimate)]
@@ -466,10 +516,38 @@ def _channel_mean(t, synchronized):
 
 def norm_transpose(norm, error, linear):
     """The transpose of training-mode BatchNorm's Jacobian applied to `error`
-    (docs/ALGORITHM.md#norm-transpose)."""
+    (docs/ALGORITHM.md#norm-transpose).
+
+    `(gamma / sigma_B) * (e - mean(e) - xhat * mean(e * xhat))` per channel, with the batch
+    statistics of `linear` (the BatchNorm's input). For a BatchNorm of this replica's batch it
+    is TensorFlow's fused BatchNorm gradient kernel (`FusedBatchNormGradV3`, the one that
+    backprop's step runs) given those statistics; a synchronised one takes every mean over
+    all replicas (`_synchronized_norm_backward`).
+    """
     if norm is None:
         return error
-    sync = bool(getattr(norm, "synchronized", False))
+    if norm.synchronized:
+        return _synchronized_norm_backward(norm, error, linear)[0]
+    x = tf.cast(tf.stop_gradient(linear), tf.float32)  # (batch, height, width, channels)
+    mean, variance = tf.nn.moments(x, axes=(0, 1, 2))  # the biased batch variance
+    channels = x.shape[-1]
+    gamma = tf.ones((channels,)) if norm.gamma is None else tf.cast(norm.gamma, tf.float32)
+    out = tf.raw_ops.FusedBatchNormGradV3(
+        y_backprop=tf.cast(error, tf.float32), x=x, scale=gamma, reserve_space_1=mean,
+        reserve_space_2=variance, reserve_space_3=tf.zeros([0]), epsilon=norm.epsilon,
+        data_format="NHWC", is_training=True,
+    )[0]
+    return tf.cast(out, error.dtype)
+
+
+def _synchronized_norm_backward(norm, error, linear):
+    """`(N'^T e, d gamma, d beta)` through a BatchNorm whose statistics are all-reduced.
+
+    Every mean is over all replicas' examples (all-reduces in program order); the parameter
+    derivatives `sum(e * xhat)` and `sum(e)` are over this replica's examples (the optimiser
+    sums the replicas). `None` for a parameter the BatchNorm does not have.
+    """
+    sync = True
     x = tf.cast(tf.stop_gradient(linear), tf.float32)
     e = tf.cast(error, tf.float32)
     mean = _channel_mean(x, sync)
@@ -478,7 +556,9 @@ def norm_transpose(norm, error, linear):
     xhat = (x - mean) * inv_sigma
     scale = inv_sigma if norm.gamma is None else tf.cast(norm.gamma, tf.float32) * inv_sigma
     out = scale * (e - _channel_mean(e, sync) - xhat * _channel_mean(e * xhat, sync))
-    return tf.cast(out, error.dtype)
+    d_gamma = None if norm.gamma is None else tf.reduce_sum(e * xhat, axis=(0, 1, 2))
+    d_beta = None if norm.beta is None else tf.reduce_sum(e, axis=(0, 1, 2))
+    return tf.cast(out, error.dtype), d_gamma, d_beta
 
 
 def norm_weight_pairs(prefix, norm):

@@ -128,13 +128,15 @@ class AlignedDense(AlignedUnit):
         feedback = ops.cast(self.feedback, self.compute_dtype)
         return ops.matmul(error, ops.transpose(feedback))  # (batch, in_features)
 
-    def mirror_estimate(self, noise, normalise="positions"):
+    def mirror_estimate(self, noise, normalise="positions", kernel=None):
         """`C = transpose(x) @ (x @ W) / m` for noise `x` of shape (m, in_features).
 
-        (`normalise` matters for convolutions only.)
+        (`normalise` matters for convolutions only.) `kernel`: the value of `W` to use
+        (default: read the variable).
         """
+        kernel = self.kernel if kernel is None else kernel
         m = ops.cast(ops.shape(noise)[0], noise.dtype)
-        y = ops.matmul(noise, ops.cast(self.kernel, noise.dtype))  # linear response, no bias
+        y = ops.matmul(noise, ops.cast(kernel, noise.dtype))  # linear response, no bias
         return ops.matmul(ops.transpose(noise), y) / m  # (in_features, units)
 
     def mirror_synapses(self, unit_trace=None):

@@ -51,6 +51,30 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     def call(self, inputs, training=None, mask=None):
         if not self._fusable(inputs, training, mask):
             return super().call(inputs, training=training, mask=mask)
+        y, mean, unbiased_var, count = self._fused_training(inputs)
+        variance = unbiased_var * tf.maximum(count - 1.0, 0.0) / count
+        momentum = self.momentum
+        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
+        self.moving_variance.assign(
+            self.moving_variance * momentum + variance * (1.0 - momentum)
+        )
+        return tf.cast(y, self.compute_dtype)
+
+    def recompute_training_output(self, inputs):
+        """The output of a training call on `inputs` (float32), computed again by the same
+        kernel from the same inputs, without moving the moving statistics; `None` where a
+        training call does not run the fused kernel (see the class).
+
+        A learning rule that needs the normalised output late in a step recomputes it from
+        the layer's input, which the step keeps anyway for the gradient, instead of keeping
+        the output (as backprop's step keeps the input, not the output).
+        """
+        if not self._fusable(inputs, True, None):
+            return None
+        return self._fused_training(inputs)[0]
+
+    def _fused_training(self, inputs):
+        """`(y, batch mean, Bessel-corrected batch variance, count)` of the fused kernel."""
         x = tf.cast(inputs, tf.float32)  # (batch, height, width, channels)
         channels = x.shape[-1]
         gamma = tf.ones((channels,)) if self.gamma is None else tf.cast(self.gamma, tf.float32)
@@ -61,13 +85,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
             exponential_avg_factor=1.0, data_format="NHWC", is_training=True,
         )
         count = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), tf.float32)
-        variance = unbiased_var * tf.maximum(count - 1.0, 0.0) / count
-        momentum = self.momentum
-        self.moving_mean.assign(self.moving_mean * momentum + mean * (1.0 - momentum))
-        self.moving_variance.assign(
-            self.moving_variance * momentum + variance * (1.0 - momentum)
-        )
-        return tf.cast(y, self.compute_dtype)
+        return y, mean, unbiased_var, count
 
     def get_config(self):
         config = super().get_config()

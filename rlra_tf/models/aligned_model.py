@@ -498,11 +498,17 @@ class AlignedModel(keras.Model):
             )
         return labels
 
-    @staticmethod
-    def _sample_weights(sample_weight, labels):
+    def _sample_weights(self, sample_weight, labels):
         """`sample_weight` as float32 of shape `(batch,)`, or None."""
         if sample_weight is None:
             return None
+        synchronized = [u.name for u in self.unit_layers if u.synchronized_norm]
+        if synchronized and not self.rule.uses_backprop:
+            raise ValueError(
+                "Sample and class weights are not supported with synchronised BatchNorm "
+                f"(norm='sync_batch', units {synchronized[:3]}) under rule "
+                f"{self.rule.name!r}; use norm='batch' or train without weights"
+            )
         w = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
         if w.shape.rank is not None and not (
                 w.shape.rank == 1 or (w.shape.rank == 2 and w.shape[-1] == 1)):
@@ -562,44 +568,53 @@ class AlignedModel(keras.Model):
             grads = tape.gradient(loss, variables)
             return [g for g in grads], [], logits
         # Persistent: the rule asks for the local gradients block by block (in a traced step
-        # this costs nothing at run time; the tape only builds the graph).
+        # this costs nothing at run time; the tape only builds the graph, and a tensor lives
+        # until the last op that reads it has run, as in backprop).
         with tf.GradientTape(persistent=True) as tape:
             trace = self.trace(self._noisy(x, iteration), training=True, local=True)
 
-        def output_gradients(pres, signals, weighted):
+        def signals_for(pres, signals, weighted):
+            # The signals (float32) meet the pre-activations in their compute dtype, as they
+            # are: the division by the batch size (and the rule's `scale`) is applied to the
+            # parameter-sized results, not to activation-sized tensors. With sample weights
+            # each example's signal is weighted for the updates (docs/ALGORITHM.md#sample-weights).
             out = []
             for p, s in zip(pres, signals):
-                n = tf.cast(tf.shape(p)[0], tf.float32)
-                s = tf.stop_gradient(tf.cast(s, tf.float32)) / n
+                s = tf.stop_gradient(tf.cast(s, tf.float32))
                 if weighted:
-                    w = tf.reshape(sample_weight, [-1] + [1] * (s.shape.rank - 1))
-                    s = s * w
-                # Signals (float32) meet the pre-activations in their compute dtype; the
-                # updates of the float32 variables come out in float32.
+                    s = s * tf.reshape(sample_weight, [-1] + [1] * (s.shape.rank - 1))
                 out.append(tf.cast(s, p.dtype))
             return out
 
-        def local_gradients(pres, signals, sources=()):
+        def local_gradients(pres, signals, sources=(), scale=1.0, parameters=None):
             sources = list(sources)
-            k = len(variables)
-            if sample_weight is None or not sources:
-                grads = tape.gradient(pres, variables + sources,
-                                      output_gradients=output_gradients(
-                                          pres, signals, sample_weight is not None))
+            params = variables if parameters is None else list(parameters)
+            k = len(params)
+            weighted = sample_weight is not None
+            if not weighted or not sources:
+                grads = tape.gradient(pres, params + sources,
+                                      output_gradients=signals_for(pres, signals, weighted))
                 own, from_sources = grads[:k], grads[k:]
             else:
                 # The updates take the weighted signals, the errors a unit sends down (taken
                 # at `sources`, in front of its BatchNorm) the unweighted ones.
-                own = tape.gradient(pres, variables,
-                                    output_gradients=output_gradients(pres, signals, True))
+                own = tape.gradient(pres, params,
+                                    output_gradients=signals_for(pres, signals, True))
                 from_sources = tape.gradient(pres, sources,
-                                             output_gradients=output_gradients(
-                                                 pres, signals, False))
-            own = {id(v): (g, v) for g, v in zip(own, variables) if g is not None}
+                                             output_gradients=signals_for(pres, signals, False))
+            # The updates of the float32 variables come out in float32.
+            factor = scale / tf.cast(tf.shape(pres[0])[0], tf.float32)
+            own = {id(v): (tf.cast(g, tf.float32) * factor, v)
+                   for g, v in zip(own, params) if g is not None}
             return own, from_sources
 
         pairs = self.rule.updates(trace, labels, local_gradients)
-        assigns = self.rule.synapse_assignments(trace, iteration, seed=self.noise_seed)
+        # The mirror's noise (seeded by the step) after every update: it only needs the
+        # weights, so nothing else would stop it from running during the forward pass and
+        # adding its tensors to the step's peak memory.
+        with tf.control_dependencies([u for u, _ in pairs]):
+            after_updates = tf.identity(iteration)
+        assigns = self.rule.synapse_assignments(trace, after_updates, seed=self.noise_seed)
         return pairs, assigns, trace.logits
 
     def _iteration(self):
@@ -660,11 +675,57 @@ class AlignedModel(keras.Model):
         if replicas > 1:
             # The optimiser sums across replicas; the updates are per-replica batch means.
             updates = [u / replicas for u in updates]
-        if values:
-            # Identical on every replica (deterministic noise): assigned locally.
-            distribute.assign_replicated(assigned, values)
-        self.optimizer.apply(updates, variables)
+        self._apply_step(updates, variables, values, assigned)
         return self._update_metrics(x, y, labels, logits, sample_weight)
+
+    def _apply_step(self, updates, variables, values, assigned):
+        """Writes one step: the assignments (`values` to `assigned`: the mirror), then the
+        optimiser's updates; the synapses the rule tracks (`Rule.tracked_synapses`) also
+        receive their kernel's step, plus their own decay.
+
+        For a tracked pair `(F, W)`: before the optimiser `F <- k_F * F - k_W * W`, after it
+        `F <- F + W`, so `F` gains exactly `W`'s step without `W`'s decay and loses its own:
+        `k_v = 1 - learning_rate * weight_decay` when the optimiser's decoupled weight decay
+        applies to `v` (its own exclusion rules), else 1. Every value is identical on every
+        replica (deterministic noise, replicated weights and steps): assigned locally.
+        """
+        tracked = self.rule.tracked_synapses(self.unit_layers)
+        if not tracked:
+            if values:
+                distribute.assign_replicated(assigned, values)
+            self.optimizer.apply(updates, variables)
+            return
+        pending = {id(v): a for a, v in zip(values, assigned)}
+        tracked_ids = {id(f) for f, _ in tracked}
+        rest = [(a, v) for a, v in zip(values, assigned) if id(v) not in tracked_ids]
+        if rest:
+            distribute.assign_replicated([v for _, v in rest], [a for a, _ in rest])
+        kept = self._decay_kept()
+        differences = []
+        # After every update exists (and every check on the batch passed): nothing is written
+        # by a step that fails.
+        with tf.control_dependencies(updates + values):
+            for f, w in tracked:
+                value = pending.get(id(f))
+                value = tf.convert_to_tensor(f) if value is None else value
+                differences.append(kept(f) * value - kept(w) * tf.convert_to_tensor(w))
+        distribute.assign_replicated([f for f, _ in tracked], differences)
+        self.optimizer.apply(updates, variables)
+        distribute.assign_replicated(
+            [f for f, _ in tracked],
+            [tf.convert_to_tensor(f) + tf.convert_to_tensor(w) for f, w in tracked],
+        )
+
+    def _decay_kept(self):
+        """`v -> 1 - learning_rate * weight_decay` for the variables the optimiser's
+        decoupled weight decay applies to at this step, `1.0` for the others."""
+        optimizer = self.optimizer
+        decay = getattr(optimizer, "weight_decay", None)
+        if not decay:
+            return lambda v: 1.0
+        factor = 1.0 - tf.cast(optimizer.learning_rate, tf.float32) * float(decay)
+        # Keras' own rule for which variables it decays (`exclude_from_weight_decay`).
+        return lambda v: factor if optimizer._use_weight_decay(v) else 1.0
 
     def _step_pairs(self, x, labels, iteration, scale_loss=True, sample_weight=None):
         out, assigns, logits = self._per_replica_updates(x, labels, iteration, scale_loss,

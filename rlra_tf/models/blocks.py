@@ -25,7 +25,7 @@ def trace_unit(unit, z_in, residual=None, training=None):
     )
     return UnitTrace(
         unit=unit, inputs=z_in, pre=h, outputs=unit.activation(h), linear=linear,
-        residual=residual if unit.has_projection else None, shortcut_linear=shortcut_linear,
+        residual=residual, shortcut_linear=shortcut_linear,
     )
 
 

@@ -1,8 +1,8 @@
 """Learning rules as plain tensor maths over a trace of the forward pass.
 
-Built in: `"rec_lra"` (`RecLRA`), `"lra"` (`LRA`), `"fa"` (`FA`), `"wm"` (`WM`), `"dfa"`
-(`DFA`), `"bp"` (`BP`). A rule of your own is a `Rule` subclass registered with `register`,
-so that a model trained with it saves and reloads (docs/RULES.md).
+Built in: `"rec_lra"` (`RecLRA`), `"lra"` (`LRA`), `"fa"` (`FA`), `"wm"` (`WM`), `"kp"`
+(`KP`), `"dfa"` (`DFA`), `"bp"` (`BP`). A rule of your own is a `Rule` subclass registered
+with `register`, so that a model trained with it saves and reloads (docs/RULES.md).
 """
 
 from rlra_tf.rules.base import (
@@ -16,10 +16,10 @@ from rlra_tf.rules.base import (
     output_error,
     propagate,
 )
-from rlra_tf.rules.feedback_alignment import BP, DFA, FA, WM
+from rlra_tf.rules.feedback_alignment import BP, DFA, FA, KP, WM
 from rlra_tf.rules.lra import LRA, RecLRA
 
-BUILTIN = (RecLRA, LRA, FA, WM, DFA, BP)
+BUILTIN = (RecLRA, LRA, FA, WM, KP, DFA, BP)
 RULES = {cls.name: cls for cls in BUILTIN}
 NAMES = tuple(RULES)  # the built-in names; `names()` includes registered rules
 
@@ -90,7 +90,8 @@ def serialize(rule):
 
 
 __all__ = [
-    "BP", "BUILTIN", "DFA", "FA", "LRA", "MirrorOptions", "NAMES", "RULES", "RecLRA", "Rule",
+    "BP", "BUILTIN", "DFA", "FA", "KP", "LRA", "MirrorOptions", "NAMES", "RULES", "RecLRA",
+    "Rule",
     "Signals", "UnitUpdates", "WM", "clip_by_norm", "get", "leaving_errors",
     "mirror_assignments", "names", "output_error", "propagate", "register", "serialize",
 ]

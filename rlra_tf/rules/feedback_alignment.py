@@ -38,17 +38,17 @@ class FA(MirrorOptions, Rule):
 
     def __init__(self, synapse_update=None, norm_feedback=None, mirror_rate=0.1,
                  mirror_batch=None, mirror_every=1, mirror_normalise="positions",
-                 mirror_warm_start=False):
+                 mirror_warm_start=False, mirror_first_scale=1, mirror_track=False):
         self.synapse_update = check_choice(
             "synapse_update", synapse_update or self.defaults["synapse_update"],
-            {"fixed", "mirror"},
+            {"fixed", "mirror", "kp"},
         )
         self.norm_feedback = check_choice(
             "norm_feedback", norm_feedback or self.defaults["norm_feedback"],
             {"through", "skip"},
         )
         self._init_mirror(mirror_rate, mirror_batch, mirror_every, mirror_normalise,
-                          mirror_warm_start)
+                          mirror_warm_start, mirror_first_scale, mirror_track)
 
     def get_config(self):
         return {
@@ -57,25 +57,39 @@ class FA(MirrorOptions, Rule):
             **self.mirror_config(),
         }
 
-    def signals(self, trace, labels, on_unit=None):
-        """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""
+    def _walk(self, trace, labels, signal_fn, on_unit=None):
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
-
-        def delta(ut, d):  # float32 whatever the compute dtype (mixed precision)
-            pre = tf.cast(tf.stop_gradient(ut.pre), tf.float32)
-            return tf.cast(d, tf.float32) * ut.unit.activation_derivative(pre)
 
         def use_skip(b, i, bt):
             return self.direct
 
         return e_out, propagate(
-            trace, e_out, delta, use_skip, on_unit,
+            trace, e_out, signal_fn, use_skip, on_unit,
             through=self.norm_feedback == "through",
         )
 
+    def signals(self, trace, labels):
+        """The output error and every unit's `delta_u` (head: `e_L`), as `RecLRA.signals`."""
+
+        def delta(ut, d):  # float32 whatever the compute dtype (mixed precision)
+            pre = tf.cast(tf.stop_gradient(ut.pre), tf.float32)
+            return tf.cast(d, tf.float32) * ut.unit.activation_derivative(pre)
+
+        return self._walk(trace, labels, delta)
+
     def updates(self, trace, labels, local_gradients):
-        weight_updates = UnitUpdates(local_gradients, self.norm_feedback == "through")
-        self.signals(trace, labels, weight_updates)
+        # Each unit's backward pass starts at its activity with the displacement `d`, so
+        # `delta = d * phi'(h)` comes from the activation's own gradient kernel (ReLU's from
+        # `z`): no `phi'` tensor, and the pre-activation need not be kept for it.
+        weight_updates = UnitUpdates(local_gradients, self.norm_feedback == "through",
+                                     at="outputs")
+
+        def displacement(ut, d):
+            # A displacement of shape (batch, 1, 1, C) (the pooled head's, a skip synapse's)
+            # spread over the feature map; a no-op when the shapes already agree.
+            return tf.broadcast_to(tf.cast(d, tf.float32), tf.shape(ut.outputs))
+
+        self._walk(trace, labels, displacement, weight_updates)
         return list(weight_updates.grads.values())
 
 
@@ -96,6 +110,29 @@ class WM(FA):
 
     name = "wm"
     defaults = dict(synapse_update="mirror", norm_feedback="through")
+
+
+class KP(FA):
+    """Kolen-Pollack (Akrout, Wilson, Humphreys, Lillicrap & Tweed, NeurIPS 2019).
+
+    Feedback alignment whose synapses receive the same optimiser step as their forward
+    kernels, plus their own weight decay: `F <- F + (W's step without W's decay) - c_F * F`,
+    with `c_F = learning_rate * weight_decay` when the optimiser's decoupled weight decay
+    applies to `F` (by its own exclusion rules, as if `F` were one of its variables) and 0
+    otherwise. So `F - W` shrinks by `1 - c` each step when both decay; without weight decay
+    it never changes and `F` aligns only as far as `W` moves away from where it started.
+    Every step is local (a synapse sees its own kernel's step, which its unit computed) and
+    the same on every replica. `KP()` is `FA(synapse_update="kp")`, signals carried back
+    through each unit's BatchNorm.
+
+    Args: as `FA`, with `synapse_update="kp"` by default.
+
+    Example:
+        >>> model.compile(optimizer=keras.optimizers.SGD(0.1, weight_decay=5e-4), rule="kp")
+    """
+
+    name = "kp"
+    defaults = dict(synapse_update="kp", norm_feedback="through")
 
 
 class DFA(FA):

@@ -15,7 +15,7 @@ from rlra_tf.rules.base import (
 
 ERROR_SCALES = {"beta", "raw"}
 NORM_FEEDBACK = {"through", "skip"}
-SYNAPSE_UPDATES = {"mirror", "lra", "fixed"}
+SYNAPSE_UPDATES = {"mirror", "kp", "lra", "fixed"}
 
 
 def activation_difference(activation, h, shift, z=None):
@@ -112,6 +112,8 @@ class RecLRA(MirrorOptions, Rule):
         mirror_every=1,
         mirror_normalise="positions",
         mirror_warm_start=False,
+        mirror_first_scale=1,
+        mirror_track=False,
     ):
         d = self.defaults
         self.beta = check_nonnegative("beta", beta)
@@ -142,68 +144,100 @@ class RecLRA(MirrorOptions, Rule):
             "synapse_update", synapse_update or d["synapse_update"], SYNAPSE_UPDATES
         )
         self._init_mirror(mirror_rate, mirror_batch, mirror_every, mirror_normalise,
-                          mirror_warm_start)
+                          mirror_warm_start, mirror_first_scale, mirror_track)
 
     def error_unit(self, z, t):
         """`err(z, t)` of docs/ALGORITHM.md#targets (divided by `beta` with
         `error_scale="beta"`)."""
-        return self.error_from_difference(z - t)
+        return self._carried_error(z - t) / self._carry
 
-    def error_from_difference(self, diff):
-        """`err` from the difference `z - t` (mixed with its sign, divided by `beta`)."""
+    @property
+    def _carry(self):
+        """The scale at which errors are carried down: `beta` (1 when `beta` is 0).
+
+        The walk carries `s = beta * err(z, t)` rather than `err(z, t)`: a synapse applied to
+        `s` gives `beta * d` directly, which is what the target `phi(h - beta * d)` takes, and
+        with `error_scale="beta"` the carried error is simply `z - t`. So no activation-sized
+        tensor is multiplied or divided by `beta`; the updates are divided by `beta` once, on
+        the parameter-sized results. The arithmetic is docs/ALGORITHM.md#targets'.
+        """
+        return self.beta if self.beta > 0.0 else 1.0
+
+    def _carried_error(self, diff):
+        """`carry * err(z, t)`, from the difference `diff = z - t`."""
         if self.alpha != 1.0:
             diff = self.alpha * diff + (1.0 - self.alpha) * tf.sign(diff)
-        if self.error_scale == "beta":
-            diff = diff / self.beta
+        if self.error_scale == "raw" and self._carry != 1.0:
+            diff = self._carry * diff
         return diff
 
     def use_skip(self, b, i, block_trace):
         """Whether unit `i` of block `b` takes its displacement from `e_L` (skip synapse)."""
         return self.feedback == "skip" and i == len(block_trace.units) - 1  # output unit
 
-    def signals(self, trace, labels, on_unit=None):
-        """The error units `e_u` of every unit (head: `e_L`) and which synapses carried them.
-
-        `on_unit` is passed to `propagate` (unit-by-unit updates).
-        """
+    def _walk(self, trace, labels, on_unit=None):
+        """`propagate` over the carried errors `s_u = carry * e_u` (see `_carry`): returns
+        `(s_L, Signals)`, the head's `s_L = carry * e_L` and every unit's `s_u`."""
         e_out = output_error(tf.stop_gradient(trace.logits), labels)
+        carry = self._carry
+        s_out = e_out * carry if carry != 1.0 else e_out
+        shift = self.beta / carry  # 1, or 0 when beta is 0
 
         def target_error(ut, d):
-            # Targets and errors in float32 whatever the compute dtype: `z - t` cancels
-            # most of its digits (it is of order beta), which bfloat16 cannot afford. So the
-            # activity is recomputed from h in float32 too: phi(h) rounded to bfloat16 is off
-            # by ~0.4% of z, a large part of z - t (measured on the tanh MLP: 87.7% instead
-            # of ~89.5%).
-            h = tf.cast(tf.stop_gradient(ut.pre), tf.float32)
-            z = tf.stop_gradient(ut.outputs)
-            z = ut.unit.activation(h) if z.dtype != tf.float32 else z
-            shift = self.beta * tf.cast(d, tf.float32)
-            return self.error_from_difference(
-                activation_difference(ut.unit.activation, h, shift, z))
+            # `d` is `carry * d_u`. Targets and errors in float32 whatever the compute dtype:
+            # `z - t` cancels most of its digits (it is of order beta), which bfloat16 cannot
+            # afford. So the activity is recomputed from h in float32 too: phi(h) rounded to
+            # bfloat16 is off by ~0.4% of z, a large part of z - t (measured on the tanh
+            # MLP: 87.7% instead of ~89.5%).
+            # h recomputed from what the trace keeps anyway rather than kept from the
+            # forward pass (the same kernel, not always the same last bit: so z is phi of
+            # it too, and z - t is exactly 0 where the target is the activity).
+            h = ut.unit.recompute_pre(ut)
+            if h is not None:
+                h = tf.stop_gradient(h)
+                z = None
+            else:
+                h = tf.cast(tf.stop_gradient(ut.pre), tf.float32)
+                z = tf.stop_gradient(ut.outputs)
+                z = None if z.dtype != tf.float32 else z
+            d = tf.cast(d, tf.float32)
+            shifted = d if shift == 1.0 else shift * d
+            return self._carried_error(
+                activation_difference(ut.unit.activation, h, shifted, z))
 
-        return e_out, propagate(
-            trace, e_out, target_error, self.use_skip, on_unit,
+        return s_out, propagate(
+            trace, s_out, target_error, self.use_skip, on_unit,
             through=self.norm_feedback == "through",
         )
 
+    def signals(self, trace, labels):
+        """The error units `e_u` of every unit (head: `e_L`) and which synapses carried them."""
+        s_out, sig = self._walk(trace, labels)
+        inv = 1.0 / self._carry
+        sig.per_unit = [s * inv for s in sig.per_unit]
+        return s_out * inv, sig
+
     def updates(self, trace, labels, local_gradients):
         hebbian = []
-        weight_updates = UnitUpdates(local_gradients, self.norm_feedback == "through")
+        inv = 1.0 / self._carry
+        weight_updates = UnitUpdates(local_gradients, self.norm_feedback == "through",
+                                     scale=inv)
         head = len(trace.blocks) - 1
-        e_out = []
+        s_out = []
 
         def on_unit(b, i, ut, signal):
             leaving, done = weight_updates(b, i, ut, signal)
             if b == head:
-                e_out.append(signal)
+                s_out.append(signal)
             elif (self.gamma > 0.0 and self.skip_update == "hebbian"
                   and self.use_skip(b, i, trace.blocks[b])):
-                d_skip = ut.unit.skip_hebbian_update(e_out[0], signal)
+                # `e_L^T e_o / n` from the carried errors, each `carry` times its error.
+                d_skip = ut.unit.skip_hebbian_update(s_out[0], signal) * (inv * inv)
                 hebbian.append((self.gamma * d_skip, ut.unit.skip_feedback))
                 done.append(d_skip)
             return leaving, done
 
-        _, sig = self.signals(trace, labels, on_unit)
+        _, sig = self._walk(trace, labels, on_unit)
         grads = weight_updates.grads
         pairs = list(grads.values())
         if self.gamma > 0.0 and self.synapse_update == "lra":

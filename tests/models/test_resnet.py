@@ -413,7 +413,8 @@ def test_one_fit_step_with_every_rule(rule):
     skips = {u.skip_feedback.path for u in model.unit_layers if u.skip_feedback is not None}
     assert not skips & changed  # skip synapses are fixed by default
     feedback = {u.feedback.path for u in model.unit_layers}
-    if rule in ("rec_lra", "lra", "wm"):  # the mirror (rec_lra, wm) or dF = gamma dW (lra)
+    # the mirror (rec_lra, wm), dF = gamma dW (lra) or the kernel's step (kp)
+    if rule in ("rec_lra", "lra", "wm", "kp"):
         assert feedback & changed
     else:
         assert not feedback & changed

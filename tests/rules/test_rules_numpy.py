@@ -322,7 +322,7 @@ def test_bad_rule_arguments_are_reported(make, message):
 
 
 def test_rule_names_and_round_trip():
-    assert rules.NAMES == ("rec_lra", "lra", "fa", "wm", "dfa", "bp")
+    assert rules.NAMES == ("rec_lra", "lra", "fa", "wm", "kp", "dfa", "bp")
     rule = rules.RecLRA(beta=0.3, clip_norm=2.0, skip_update="hebbian", mirror_every=4)
     again = rules.get(rules.serialize(rule))
     assert type(again) is rules.RecLRA and again.get_config() == rule.get_config()
