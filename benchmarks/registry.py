@@ -65,7 +65,7 @@ def _depth(model):
     """The depth study at `model`: bp and rec_lra over two seeds, then wm and fa over one into
     the same file (the second invocation resumes, so it keeps the first's runs)."""
     return ((f"--model={model}", "--seeds=0,1", "--rules=bp,rec_lra", "--noresume"),
-            (f"--model={model}", "--seeds=0", "--rules=wm,fa"))
+            (f"--model={model}", "--seeds=0", "--rules=wm,fa,kp"))
 
 
 # In the order the suites run them: the accuracy runs, the alignment runs, the chain length
@@ -82,17 +82,17 @@ BENCHMARKS = (
     Benchmark("accuracy_mlp_sweep", ACCURACY,
               full=(("--model=mlp", "--sweep", "--noresume"),)),
     Benchmark("accuracy_resnet20", ACCURACY,
-              full=(("--model=resnet20", "--seeds=0,1,2", "--rules=bp,fa,dfa,lra,wm,rec_lra",
-                     "--noresume"),),
+              full=(("--model=resnet20", "--seeds=0,1,2",
+                     "--rules=bp,fa,dfa,lra,wm,kp,rec_lra,rec_lra-mirror_every1", "--noresume"),),
               quick=(("--model=resnet20", "--epochs=2", "--train_limit=2560",
                       "--rules=bp,rec_lra,wm,fa", "--noresume"),),
               claims=("accuracy.resnet20", "convergence.resnet20_epochs",
-                      "convergence.resnet20_seconds", "scaling.depth",
+                      "convergence.first_epoch", "convergence.resnet20_seconds", "scaling.depth",
                       "precision.resnet20_bfloat16")),
     Benchmark("accuracy_resnet20_ablation", ACCURACY,
               full=(("--model=resnet20", "--seeds=0", f"--rules={ABLATION}", "--noresume"),)),
     Benchmark("accuracy_resnet20_sgd", ACCURACY,
-              full=(("--model=resnet20", "--seeds=0,1", "--rules=bp,rec_lra", *SGD,
+              full=(("--model=resnet20", "--seeds=0,1,2", "--rules=bp,rec_lra", *SGD,
                      "--noresume"),),
               claims=("accuracy.resnet20_sgd",)),
     Benchmark("accuracy_resnet20_sgd_mirror", ACCURACY,
@@ -104,7 +104,8 @@ BENCHMARKS = (
     Benchmark("accuracy_resnet20_mirror_adam", ACCURACY,
               full=(("--model=resnet20", "--seeds=0", "--rules=rec_lra-mirror_taps_warm_m32",
                      "--noresume"),)),
-    Benchmark("accuracy_resnet32", ACCURACY, full=_depth("resnet32"), claims=("scaling.depth",)),
+    Benchmark("accuracy_resnet32", ACCURACY, full=_depth("resnet32"),
+              claims=("scaling.depth", "convergence.first_epoch")),
     Benchmark("accuracy_resnet56", ACCURACY, full=_depth("resnet56"), claims=("scaling.depth",)),
     # The plot of the depth study (it trains nothing: it reads the three files above).
     Benchmark("accuracy_depth", "benchmarks.accuracy.depth_plot", full=((),)),
@@ -151,10 +152,15 @@ BENCHMARKS = (
               claims=("precision.float16_headroom",)),
     Benchmark("speed_step_time", "benchmarks.speed.step_time",
               full=(("--models=resnet18", "--jit=off",
-                     "--rules=bp,fa,wm,rec_lra,rec_lra-mirror_every4,rec_lra-fixed_synapses,"
-                     "rec_lra-mirror_m32", "--steps=4"),),
+                     "--rules=bp,fa,wm,kp,rec_lra,rec_lra-mirror_every1,rec_lra-fixed_synapses",
+                     "--steps=4"),),
               quick=(("--quick", "--rules=bp,rec_lra,rec_lra-fixed_synapses"),),
               claims=("speed.cheaper", "speed.step_cost")),
+    Benchmark("speed_step_time_b64", "benchmarks.speed.step_time",
+              full=(("--models=resnet18", "--jit=off", "--resnet18_batch=64",
+                     "--rules=bp,kp,rec_lra,rec_lra-mirror_every1,rec_lra-fixed_synapses",
+                     "--steps=4"),),
+              claims=("speed.step_cost_b64",)),
     # Our ResNet-20 step with Keras' op-by-op BatchNorm against the fused kernel.
     Benchmark("speed_batch_norm", "benchmarks.speed.step_time",
               full=(("--models=resnet20", "--jit=off",

@@ -37,7 +37,10 @@ class Variant:
 # to the block outputs, raw errors, nothing through BatchNorm, synapses moved by dF = gamma dW.
 FIRST_RECONSTRUCTION = {"feedback": "skip", "error_scale": "raw", "norm_feedback": "skip",
                         "synapse_update": "lra"}
-# The weight mirror as the `fmnist_resnet20` preset (SGD) sets it.
+# The mirror the library had by default before synapse tracking: every step, no warm start.
+PREVIOUS_MIRROR = {"mirror_every": 1, "mirror_track": False, "mirror_warm_start": False,
+                   "mirror_first_scale": 1}
+# The weight mirror as the `fmnist_resnet20` preset (SGD) set it (on the previous default).
 PRESET_MIRROR = {"mirror_batch": 32, "mirror_normalise": "taps", "mirror_warm_start": True}
 
 # In the order of every table: backprop, the other baselines, the weight mirror, rec-LRA's
@@ -48,6 +51,12 @@ VARIANTS = {
     "dfa": Variant("dfa", about="direct feedback alignment"),
     "lra": Variant("lra", {"beta": 0.1, "gamma": 1.0}, "LRA-E as published, beta 0.1"),
     "wm": Variant("wm", about="feedback alignment with the weight mirror"),
+    "wm-track4": Variant(
+        "wm", {"mirror_track": True, "mirror_warm_start": True, "mirror_every": 4,
+               "mirror_first_scale": 16},
+        "the weight mirror as rec_lra's default runs it: tracked synapses, every 4 steps"),
+    "kp": Variant("kp", about="Kolen-Pollack: feedback alignment whose synapses get their "
+                  "kernel's step and their own weight decay"),
     "rec_lra": Variant("rec_lra", about="rec-LRA as the library sets it by default"),
     # What each part of the default is worth (the ablation).
     "rec_lra-no_mirror": Variant(
@@ -68,20 +77,28 @@ VARIANTS = {
     # The mirror's cost.
     "rec_lra-fixed_synapses": Variant("rec_lra", {"synapse_update": "fixed"},
                                       "no mirror at all: fixed random synapses"),
-    "rec_lra-mirror_every4": Variant("rec_lra", {"mirror_every": 4}, "the mirror every 4 steps"),
-    "rec_lra-mirror_m32": Variant("rec_lra", {"mirror_batch": 32},
+    "rec_lra-mirror_every4": Variant("rec_lra", {**PREVIOUS_MIRROR, "mirror_every": 4},
+                                     "the previous default's mirror every 4 steps"),
+    "rec_lra-mirror_every1": Variant(
+        "rec_lra", PREVIOUS_MIRROR,
+        "the previous default's mirror: every step, untracked synapses, no warm start"),
+    "rec_lra-track4": Variant(
+        "rec_lra", {"mirror_first_scale": 1},
+        "the default without the large first estimate (first estimate from 8 noise images)"),
+    "rec_lra-mirror_m32": Variant("rec_lra", {**PREVIOUS_MIRROR, "mirror_batch": 32},
                                   "4x the noise images per conv estimate of the mirror"),
     # Mirror settings tried beyond the default.
-    "rec_lra-mirror_taps": Variant("rec_lra", {"mirror_normalise": "taps"},
+    "rec_lra-mirror_taps": Variant("rec_lra", {**PREVIOUS_MIRROR, "mirror_normalise": "taps"},
                                    "conv estimates normalised per kernel tap"),
     "rec_lra-mirror_taps_slow": Variant(
-        "rec_lra", {"mirror_normalise": "taps", "mirror_rate": 0.02, "mirror_warm_start": True},
+        "rec_lra", {**PREVIOUS_MIRROR, "mirror_normalise": "taps", "mirror_rate": 0.02,
+                    "mirror_warm_start": True},
         "per-tap estimates, a slower moving average that starts as a running mean"),
     "rec_lra-mirror_taps_warm": Variant(
-        "rec_lra", {"mirror_normalise": "taps", "mirror_warm_start": True},
+        "rec_lra", {**PREVIOUS_MIRROR, "mirror_normalise": "taps", "mirror_warm_start": True},
         "per-tap estimates, a running mean first"),
     "rec_lra-mirror_taps_warm_m32": Variant(
-        "rec_lra", PRESET_MIRROR,
+        "rec_lra", {**PREVIOUS_MIRROR, **PRESET_MIRROR},
         "the fmnist_resnet20 preset's mirror: per-tap, warm-started, 4x the noise images"),
     "rec_lra-beta0.01": Variant("rec_lra", {"beta": 0.01},
                                 "a ten times smaller target displacement"),

@@ -25,10 +25,6 @@ from rlra_tf.models.resnet import STEMS
 from trainers import builders
 
 DEFAULT_PRESET = "fmnist_mlp"
-# The weight mirror as the SGD ResNet preset sets it (`fmnist_resnet20`): 32 noise images per
-# conv estimate (4x the library default), normalised per kernel tap, warm-started. Less
-# noise in the error synapses; SGD with momentum needs it, Adam does not (BENCHMARKS.md).
-SGD_MIRROR = {"mirror_batch": 32, "mirror_normalise": "taps", "mirror_warm_start": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -370,9 +366,7 @@ def fmnist_resnet20():
     BENCHMARKS.md, "Scaling" (BENCHMARKS.md#the-presets-recipe-on-the-full-training-split)
     and "Accuracy" (BENCHMARKS.md#resnet-20-with-the-presets-sgd-recipe); its step cost in
     "Speed" (BENCHMARKS.md#speed-what-does-a-rec-lra-step-cost).
-    Under SGD the mirror takes 32 noise images per conv estimate (4x the library default),
-    normalised per kernel tap, warm-started (`SGD_MIRROR`): less noise in the error synapses,
-    which SGD with momentum is more sensitive to than Adam.
+    The rule is the library's default rec-LRA (tracked synapses, the mirror every 4 steps).
     Mixed precision: `auto` (float16 on a GPU, bfloat16 on a TPU, off on a CPU).
     """
     return Config(
@@ -383,7 +377,6 @@ def fmnist_resnet20():
         rule="rec_lra",
         beta=0.1,
         gamma=1.0,
-        **SGD_MIRROR,
         optimizer="sgd",
         learning_rate=0.05,
         momentum=0.9,

@@ -69,9 +69,11 @@ class RecLRA(MirrorOptions, Rule):
         norm_feedback: `"through"` (an error leaves its unit through `F` after the transpose
             of the unit's own BatchNorm, docs/ALGORITHM.md#norm-transpose) or `"skip"` (as it is).
         synapse_update: how the adjacent synapses `F` (and the projections') learn:
-            `"mirror"` (every step, `F <- (1 - mirror_rate) F + mirror_rate C` with `C` the
-            correlation of noise with the unit's linear response, an assignment outside the
-            optimiser), `"lra"` (`dF = gamma * dW` through the optimiser) or `"fixed"`.
+            `"mirror"` (every `mirror_every` steps, `F <- (1 - mirror_rate) F + mirror_rate C`
+            with `C` the correlation of noise with the unit's linear response, an assignment
+            outside the optimiser), `"kp"` (Kolen-Pollack: `F` gets its kernel's optimiser
+            step and its own weight decay), `"lra"` (`dF = gamma * dW` through the optimiser)
+            or `"fixed"`.
         mirror_rate: `lambda` of the mirror, in [0, 1].
         mirror_batch: noise examples per estimate; `None`: 256 rows for dense units, 8 images
             for conv units.
@@ -81,6 +83,10 @@ class RecLRA(MirrorOptions, Rule):
             shrinking of border taps under "same" padding; see `MirrorOptions`).
         mirror_warm_start: start with a running mean of the estimates (rate `1 / (k + 1)`)
             until it falls to `mirror_rate`.
+        mirror_first_scale: the first estimate (step 0) draws this many times `mirror_batch`
+            noise examples, so the synapses are aligned from the first step.
+        mirror_track: every mirrored synapse also receives its kernel's optimiser step (and
+            its own weight decay), so between estimates `F - W` changes only by weight decay.
 
     Example:
         >>> model.compile(optimizer="adam", rule=RecLRA(beta=0.1), metrics=["accuracy"])
@@ -109,11 +115,11 @@ class RecLRA(MirrorOptions, Rule):
         synapse_update=None,
         mirror_rate=0.1,
         mirror_batch=None,
-        mirror_every=1,
+        mirror_every=4,
         mirror_normalise="positions",
-        mirror_warm_start=False,
-        mirror_first_scale=1,
-        mirror_track=False,
+        mirror_warm_start=True,
+        mirror_first_scale=16,
+        mirror_track=True,
     ):
         d = self.defaults
         self.beta = check_nonnegative("beta", beta)
