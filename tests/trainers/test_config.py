@@ -113,7 +113,8 @@ BAD = [
     (["--width=8"], "--width=8 does not apply: it is not used with model='mlp'; remove it"),
     (["--rule=fa", "--beta=0.2"],
      "--beta=0.2 does not apply: rule 'fa' takes norm_feedback, synapse_update, mirror_rate, "
-     "mirror_batch, mirror_every, mirror_normalise, mirror_warm_start; remove it"),
+     "mirror_batch, mirror_every, mirror_normalise, mirror_warm_start, mirror_first_scale, "
+     "mirror_track; remove it"),
     (["--momentum=0.5"], "--momentum=0.5 does not apply: it is used only with optimizer='sgd' "
      "(received: optimizer='adam'); remove it"),
     (["--step_epochs=1"], "--step_epochs=(1,) does not apply: it is used only with "
