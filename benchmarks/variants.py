@@ -100,7 +100,7 @@ VARIANTS = {
     "rec_lra-mirror_taps_warm_m32": Variant(
         "rec_lra", {**PREVIOUS_MIRROR, **PRESET_MIRROR},
         "the fmnist_resnet20 preset's mirror: per-tap, warm-started, 4x the noise images"),
-    "rec_lra-beta0.01": Variant("rec_lra", {"beta": 0.01},
+    "rec_lra-beta0.01": Variant("rec_lra", {**PREVIOUS_MIRROR, "beta": 0.01},
                                 "a ten times smaller target displacement"),
     # Where the step time goes: Keras' op-by-op BatchNorm instead of the fused kernel.
     "bp-keras_bn": Variant("bp", about="bp, Keras' op-by-op BatchNorm", keras_batch_norm=True),

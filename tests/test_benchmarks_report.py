@@ -26,9 +26,9 @@ MLP = {  # rec_lra: mean 89.2, bp 89.8 (gap 0.6), lra 88.0, wm 89.5
     "wm": [[0.80, 0.85, 0.895], [0.81, 0.86, 0.895]],
     "rec_lra": [[0.851, 0.88, 0.890], [0.86, 0.885, 0.894]],
 }
-R20 = {  # rec_lra 84.80 vs bp 85.50 (0.70 below), fa 70.0, dfa 72.0, wm 84.0
+R20 = {  # rec_lra 85.10 vs bp 85.50 (0.40 below), fa 70.0, dfa 72.0, wm 84.0
     "bp": [0.855, 0.858, 0.852], "fa": [0.70, 0.70, 0.70], "dfa": [0.72, 0.72, 0.72],
-    "wm": [0.84, 0.84, 0.84], "rec_lra": [0.850, 0.846, 0.848],
+    "wm": [0.84, 0.84, 0.84], "rec_lra": [0.853, 0.849, 0.851],
 }
 
 
@@ -74,13 +74,13 @@ def test_mlp_claims_hold_and_fail_with_their_numbers():
 
 def test_resnet20_claim_needs_its_margins_budget_model_and_seeds():
     expect(judge("accuracy.resnet20", accuracy_resnet20=finals_json(R20)), HOLDS,
-           "0.70 points below backprop (criterion: no more than 1.0 below)",
-           "rec_lra - dfa = 12.80 points (bar >= 10.0)", "wm 84.00% (rec_lra - wm = +0.80 points")
+           "0.40 points below backprop (criterion: no more than 0.5 below)",
+           "rec_lra - dfa = 13.10 points (bar >= 10.0)", "wm 84.00% (rec_lra - wm = +1.10 points")
     v = judge("accuracy.resnet20", accuracy_resnet20=finals_json(
-        dict(R20, rec_lra=[0.840, 0.842, 0.838])))
-    assert v.status == FAILS and "1.50 points below" in v.text
+        dict(R20, rec_lra=[0.850, 0.846, 0.848])))
+    assert v.status == FAILS and "0.70 points below" in v.text
     v = judge("accuracy.resnet20", accuracy_resnet20=finals_json(dict(R20, dfa=[0.76] * 3)))
-    assert v.status == FAILS and "rec_lra - dfa = 8.80 points" in v.text
+    assert v.status == FAILS and "rec_lra - dfa = 9.10 points" in v.text
     off = {
         "epochs 2 (the bar's: 3)": finals_json(R20, budget=dict(ADAM_BUDGET, epochs=2)),
         "model resnet32 (the bar's: resnet20)": finals_json(R20, config=dict(
@@ -99,14 +99,16 @@ def test_sgd_recipe_claim_needs_bp_and_rec_lra_trained_alike():
         return judge("accuracy.resnet20_sgd", accuracy_resnet20_sgd=finals_json(
             finals, budget=SGD_BUDGET, config=SGD_CONFIG, changes=changes))
 
-    v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.85, 0.848]})
-    assert v.status == HOLDS and "1.20 points below" in v.text
-    v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.84, 0.842]})
-    assert v.status == FAILS and "2.00 points below" in v.text
-    v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.85, 0.848]}, {"rec_lra": {"learning_rate": 0.1}})
+    v = sgd({"bp": [0.86, 0.862, 0.861], "rec_lra": [0.853, 0.851, 0.852]})
+    assert v.status == HOLDS and "0.90 points below" in v.text
+    v = sgd({"bp": [0.86, 0.862, 0.861], "rec_lra": [0.849, 0.847, 0.848]})
+    assert v.status == FAILS and "1.30 points below" in v.text
+    v = sgd({"bp": [0.86, 0.862, 0.861], "rec_lra": [0.853, 0.851, 0.852]},
+            {"rec_lra": {"learning_rate": 0.1}})
     assert v.status == UNKNOWN and "seed 0: learning_rate 0.05 vs 0.1" in v.text
     # A rule parameter is not a hyper-parameter: rec_lra's beta differs from bp's None.
-    v = sgd({"bp": [0.86, 0.862], "rec_lra": [0.85, 0.848]}, {"rec_lra": {"beta": 0.1}})
+    v = sgd({"bp": [0.86, 0.862, 0.861], "rec_lra": [0.853, 0.851, 0.852]},
+            {"rec_lra": {"beta": 0.1}})
     assert v.status == HOLDS
 
 
@@ -128,22 +130,41 @@ def test_convergence_claims_by_epochs_and_by_seconds():
     assert v.status == HOLDS and "80%: rec_lra 1.0 epochs vs bp 2.0 epochs" in v.text
 
 
-STEP_CPU = {"forward": 1.0, "bp": 4.0, "fa": 4.1, "wm": 4.3, "rec_lra": 4.12,
-            "rec_lra-mirror_every4": 4.04, "rec_lra-fixed_synapses": 3.914}
+def test_first_epoch_claim_takes_each_models_first_epoch():
+    r20 = {"bp": [[0.80, 0.85, 0.86]] * 2, "rec_lra": [[0.795, 0.85, 0.86]] * 2}
+    r32 = {"bp": [[0.79, 0.85, 0.86]] * 2, "rec_lra": [[0.775, 0.85, 0.86]] * 2}
+    v = judge("convergence.first_epoch", accuracy_resnet20=accuracy_json(r20),
+              accuracy_resnet32=accuracy_json(r32, config=dict(CONFIG, model="resnet32")))
+    assert v.status == FAILS, v.text
+    assert "resnet20: rec_lra 79.50% (2 seeds) vs bp 80.00% (2 seeds) after epoch 1, 0.50 " \
+           "points below" in v.text and "resnet32: rec_lra 77.50%" in v.text
+    v = judge("convergence.first_epoch", accuracy_resnet20=accuracy_json(r20),
+              accuracy_resnet32=accuracy_json(r20, config=dict(CONFIG, model="resnet32")))
+    assert v.status == HOLDS, v.text
+    v = judge("convergence.first_epoch", accuracy_resnet20=accuracy_json(r20))
+    assert v.status == UNKNOWN and "accuracy_resnet32" in v.text
+
+
+STEP_CPU = {"forward": 1.0, "bp": 4.0, "fa": 4.1, "wm": 4.3, "rec_lra": 4.08,
+            "rec_lra-mirror_every1": 4.4, "rec_lra-fixed_synapses": 3.876}
 
 
 def test_step_cost_and_cheaper_claims():
-    expect(judge("speed.step_cost", speed_step_time=step_json(STEP_CPU)), HOLDS,
-           "rec_lra/bp CPU time per step 1.030 (ratio of the means; bar <= 1.05)",
-           "rec_lra-mirror_every4 (mirror every 4 steps) 1.010",
+    expect(judge("speed.step_cost", speed_step_time=step_json(STEP_CPU, peak=2500.0)), HOLDS,
+           "rec_lra/bp CPU time per step 1.020 (ratio of the means; bar <= 1.03)",
+           "the previous default (rec_lra-mirror_every1: the mirror every step, untracked) 1.100",
            "the mirror's share of rec_lra's CPU time 5.0%",
-           "rec_lra 2100 MiB vs bp 2000 MiB (1.05x)")
+           "rec_lra 2600 MiB vs bp 2500 MiB (1.040x; bar <= 1.05)")
     v = judge("speed.step_cost", speed_step_time=step_json(dict(STEP_CPU, rec_lra=4.32)))
     assert v.status == FAILS and "per step 1.080" in v.text
+    v = judge("speed.step_cost", speed_step_time=step_json(STEP_CPU, peak=1000.0))
+    assert v.status == FAILS and "(1.100x; bar <= 1.05)" in v.text  # memory alone
+    v = judge("speed.step_cost_b64", speed_step_time_b64=step_json(STEP_CPU, peak=2500.0))
+    assert v.status == HOLDS and "bar <= 1.05" in v.text
     v = judge("speed.step_cost", speed_step_time=step_json(STEP_CPU, model="resnet50"))
     assert v.status == UNKNOWN
     v = judge("speed.cheaper", speed_step_time=step_json(STEP_CPU))
-    assert v.status == FAILS and "resnet18: rec_lra 8240 ms (jit off) vs bp 8000 ms" in v.text
+    assert v.status == FAILS and "resnet18: rec_lra 8160 ms (jit off) vs bp 8000 ms" in v.text
     v = judge("speed.cheaper", speed_step_time=step_json(dict(STEP_CPU, rec_lra=3.9)))
     assert v.status == HOLDS and "wall ratio 0.97" in v.text
 

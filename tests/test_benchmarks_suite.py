@@ -15,8 +15,8 @@ def test_suites_run_the_registry_in_order_and_the_quick_suite_less():
     full = [b.name for b in registry.suite("full")]
     quick = [b.name for b in registry.suite("quick")]
     assert "peers_biotorch" not in full  # needs the peers extra: only with --only
-    assert full[-4:] == ["speed_mixed_precision", "speed_step_time", "speed_batch_norm",
-                         "speed_keras_resnet50"]
+    assert full[-5:] == ["speed_mixed_precision", "speed_step_time", "speed_step_time_b64",
+                         "speed_batch_norm", "speed_keras_resnet50"]
     assert full.index("accuracy_depth") > full.index("accuracy_resnet56")
     assert quick == [n for n in full if registry.get(n).quick is not None]
     for name in ("accuracy_resnet32", "accuracy_resnet20_full", "accuracy_resnet20_ablation"):
@@ -98,11 +98,14 @@ def test_the_accuracy_runner_trains_the_runs_of_record():
     accuracy runner makes equals the recorded one (`deterministic` aside: newer runs)."""
     checks = {  # file -> (its first invocation's flags, the runs to compare)
         "accuracy_mlp": (registry.get("accuracy_mlp").full[0], ("rec_lra", "rec_lra-first", "lra")),
-        "accuracy_resnet20": (registry.get("accuracy_resnet20").full[0], ("bp", "rec_lra", "fa")),
+        "accuracy_resnet20": (registry.get("accuracy_resnet20").full[0],
+                              ("bp", "rec_lra", "fa", "kp", "rec_lra-mirror_every1")),
         "accuracy_resnet20_ablation": (registry.get("accuracy_resnet20_ablation").full[0],
                                        ("rec_lra-no_through", "rec_lra-first")),
         "accuracy_resnet20_full": (registry.get("accuracy_resnet20_full").full[0],
                                    ("bp", "rec_lra-mirror_taps_warm_m32")),
+        "accuracy_resnet20_sgd": (registry.get("accuracy_resnet20_sgd").full[0],
+                                  ("bp", "rec_lra")),
     }
     for name, (args, rules) in checks.items():
         with open(f"{REPO}/benchmarks/results/{name}.json") as f:

@@ -168,14 +168,15 @@ def test_assignment_is_a_step_of_rate_lambda_towards_the_estimate():
     x = np.random.default_rng(1).uniform(size=(4, 8, 8, 2)).astype("float32")
     trace = model.trace(x, training=True, local=True)
     step = tf.constant(5, tf.int64)
-    full = rules.RecLRA(mirror_rate=1.0).synapse_assignments(trace, step)
-    part = rules.RecLRA(mirror_rate=0.25).synapse_assignments(trace, step)
+    plain = dict(mirror_every=1, mirror_warm_start=False)  # an estimate at every step
+    full = rules.RecLRA(mirror_rate=1.0, **plain).synapse_assignments(trace, step)
+    part = rules.RecLRA(mirror_rate=0.25, **plain).synapse_assignments(trace, step)
     assert [v for _, v in full] == [f for f, _ in synapse_pairs(model)]
     for (c, f), (value, g) in zip(full, part):
         assert f is g
         np.testing.assert_allclose(value, 0.75 * f.numpy() + 0.25 * c.numpy(), atol=1e-6)
-    again = rules.RecLRA(mirror_rate=1.0).synapse_assignments(trace, step)
-    later = rules.RecLRA(mirror_rate=1.0).synapse_assignments(trace, step + 1)
+    again = rules.RecLRA(mirror_rate=1.0, **plain).synapse_assignments(trace, step)
+    later = rules.RecLRA(mirror_rate=1.0, **plain).synapse_assignments(trace, step + 1)
     for (c, _), (c2, _), (c3, _) in zip(full, again, later):
         np.testing.assert_array_equal(c, c2)  # the noise is a function of the step
         assert not np.allclose(c, c3)
@@ -214,7 +215,9 @@ def test_mirror_rate_zero_equals_fixed_synapses():
     x = np.random.default_rng(0).uniform(size=(8, 8, 8, 2)).astype("float32")
     y = np.arange(8) % 3
     out = []
-    for rule in (rules.RecLRA(mirror_rate=0.0), rules.RecLRA(synapse_update="fixed")):
+    # (Untracked: a tracked synapse would follow its kernel's steps even without the mirror.)
+    for rule in (rules.RecLRA(mirror_rate=0.0, mirror_track=False),
+                 rules.RecLRA(synapse_update="fixed")):
         model = tiny_resnet(seed=6)
         before = [f.numpy().copy() for f in model.feedback_weights]
         model.compile(optimizer=keras.optimizers.SGD(0.1), rule=rule)

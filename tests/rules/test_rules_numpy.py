@@ -335,11 +335,13 @@ def test_rule_defaults():
     rec = rules.get("rec_lra")
     assert (rec.feedback, rec.error_scale, rec.norm_feedback, rec.synapse_update) == (
         "adjacent", "beta", "through", "mirror")
-    assert (rec.mirror_rate, rec.mirror_batch, rec.mirror_every) == (0.1, None, 1)
+    assert (rec.mirror_rate, rec.mirror_batch, rec.mirror_every) == (0.1, None, 4)
+    assert (rec.mirror_track, rec.mirror_warm_start, rec.mirror_first_scale) == (True, True, 16)
     lra = rules.get("lra")
     assert (lra.feedback, lra.error_scale, lra.norm_feedback, lra.synapse_update) == (
         "adjacent", "raw", "skip", "lra")
     fa, wm = rules.get("fa"), rules.get("wm")
     assert (fa.synapse_update, fa.norm_feedback) == ("fixed", "through")
     assert (wm.synapse_update, wm.norm_feedback) == ("mirror", "through")
+    assert (wm.mirror_every, wm.mirror_track) == (1, False)  # the baseline as published
     assert rules.get("dfa").get_config() == {}

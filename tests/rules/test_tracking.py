@@ -106,6 +106,15 @@ def test_kp_without_decay_keeps_f_minus_w():
         np.testing.assert_allclose(f.numpy() - w.numpy(), d, atol=2e-6, err_msg=f.path)
 
 
+# The previous default's mirror (an estimate at every step, untracked, no warm start): each
+# test below sets on top of it only the options it is about.
+PLAIN = dict(mirror_every=1, mirror_warm_start=False, mirror_first_scale=1, mirror_track=False)
+
+
+def rec(**options):
+    return rules.RecLRA(**{**PLAIN, **options})
+
+
 def test_tracked_mirror_moves_f_minus_w_by_the_mirror_only():
     """With `mirror_track`, one step: `F' - W' = (1 - lambda) F + lambda C - W` (the mirror's
     value, then the kernel's step added to it)."""
@@ -113,12 +122,12 @@ def test_tracked_mirror_moves_f_minus_w_by_the_mirror_only():
     y = np.arange(4) % 3
     keras.utils.set_random_seed(3)
     model = resnet("resnet_tiny", (8, 8, 2), 3)
-    rule = rules.RecLRA(mirror_rate=0.3, mirror_track=True)
+    rule = rec(mirror_rate=0.3, mirror_track=True)
     model.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9), rule=rule)
     trace = model.trace(tf.constant(x), training=False, local=True)
     step = tf.constant(0, tf.int64)
     estimates = {id(f): c.numpy() for c, f in
-                 rules.RecLRA(mirror_rate=1.0).synapse_assignments(trace, step)}
+                 rec(mirror_rate=1.0).synapse_assignments(trace, step)}
     pairs = [p for u in model.unit_layers for p in u.feedback_pairs]
     start = [(f.numpy(), w.numpy()) for f, w in pairs]
     model.fit(x, y, batch_size=4, epochs=1, shuffle=False, verbose=0)
@@ -132,7 +141,7 @@ def test_tracking_is_identical_across_replicas(mirrored_strategy, rule):
     """Two replicas keep bit-identical synapses and train exactly as one device does
     (synchronised BatchNorm, weight decay on)."""
     make = {"kp": lambda: "kp",
-            "tracked_mirror": lambda: rules.RecLRA(mirror_track=True, mirror_every=2,
+            "tracked_mirror": lambda: rec(mirror_track=True, mirror_every=2,
                                                    mirror_warm_start=True)}[rule]
     x = np.random.default_rng(0).uniform(size=(8, 8, 8, 2)).astype("float32")
     y = np.arange(8) % 3
@@ -169,10 +178,10 @@ def test_first_estimate_draws_more_noise_and_weighs_it():
         a, b = a.ravel(), b.ravel()
         return a @ b / np.linalg.norm(a) / np.linalg.norm(b)
 
-    first = rules.RecLRA(mirror_rate=0.01, mirror_first_scale=16, mirror_warm_start=True)
+    first = rec(mirror_rate=0.01, mirror_first_scale=16, mirror_warm_start=True)
     big = first.synapse_assignments(trace, tf.constant(0, tf.int64))
-    small = rules.RecLRA(mirror_rate=1.0).synapse_assignments(trace, tf.constant(0, tf.int64))
-    exact = rules.RecLRA(mirror_rate=1.0, mirror_batch=8 * 16).synapse_assignments(
+    small = rec(mirror_rate=1.0).synapse_assignments(trace, tf.constant(0, tf.int64))
+    exact = rec(mirror_rate=1.0, mirror_batch=8 * 16).synapse_assignments(
         trace, tf.constant(0, tf.int64))
     for (b, f), (s, _), (e, _) in zip(big, small, exact):
         if len(f.shape) == 4:  # a conv synapse: 16 x 8 noise images (the head: 16 x 256 rows)
@@ -180,7 +189,7 @@ def test_first_estimate_draws_more_noise_and_weighs_it():
         assert cos(b.numpy(), kernels[id(f)]) > cos(s.numpy(), kernels[id(f)]), f.path
     for step, lam in [(1, 1 / 17), (5, 1 / 21), (200, 0.01)]:
         s = tf.constant(step, tf.int64)
-        c = [v for v, _ in rules.RecLRA(mirror_rate=1.0).synapse_assignments(trace, s)]
+        c = [v for v, _ in rec(mirror_rate=1.0).synapse_assignments(trace, s)]
         for (value, f), ci in zip(first.synapse_assignments(trace, s), c):
             np.testing.assert_allclose(value, (1 - lam) * f.numpy() + lam * ci.numpy(),
                                        atol=1e-6, err_msg=str(step))
@@ -190,8 +199,8 @@ def test_options_are_checked_and_round_trip():
     for bad in (dict(mirror_first_scale=0), dict(mirror_first_scale=1.5),
                 dict(mirror_track=1), dict(synapse_update="kolen")):
         with pytest.raises(ValueError, match=list(bad)[0]):
-            rules.RecLRA(**bad)
-    rule = rules.RecLRA(mirror_track=True, mirror_first_scale=8, synapse_update="mirror")
+            rec(**bad)
+    rule = rec(mirror_track=True, mirror_first_scale=8, synapse_update="mirror")
     again = rules.get(rules.serialize(rule))
     assert again.get_config() == rule.get_config()
     kp = rules.get("kp")
@@ -199,6 +208,7 @@ def test_options_are_checked_and_round_trip():
     assert rules.get(rules.serialize(kp)).get_config() == kp.get_config()
     assert rules.FA(synapse_update="kp").get_config() == kp.get_config()
     model = resnet("resnet_tiny", (8, 8, 2), 3)
-    assert rules.RecLRA().tracked_synapses(model.unit_layers) == []
+    assert rec().tracked_synapses(model.unit_layers) == []
+    assert len(rules.RecLRA().tracked_synapses(model.unit_layers)) == 7  # the default tracks
     assert len(rules.WM(mirror_track=True).tracked_synapses(model.unit_layers)) == 7
     assert rules.DFA().tracked_synapses(model.unit_layers) == []
