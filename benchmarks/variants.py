@@ -37,6 +37,9 @@ class Variant:
 # to the block outputs, raw errors, nothing through BatchNorm, synapses moved by dF = gamma dW.
 FIRST_RECONSTRUCTION = {"feedback": "skip", "error_scale": "raw", "norm_feedback": "skip",
                         "synapse_update": "lra"}
+# The day rec_lra's default mirror became tracked, every 4 steps (files measured before it
+# ran `rec_lra` with PREVIOUS_MIRROR; the report says so).
+DEFAULT_MIRROR_SINCE = "2026-12-04"
 # The mirror the library had by default before synapse tracking: every step, no warm start.
 PREVIOUS_MIRROR = {"mirror_every": 1, "mirror_track": False, "mirror_warm_start": False,
                    "mirror_first_scale": 1}

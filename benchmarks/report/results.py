@@ -10,7 +10,7 @@ import dataclasses
 import json
 import os
 
-from benchmarks import harness, registry
+from benchmarks import harness, registry, variants
 from benchmarks.report.markdown import budget_text, image
 
 
@@ -33,11 +33,36 @@ class Source:
         return self.data["machine"]
 
     def label(self):
-        """`Source: `benchmarks/results/x.json`; full suite; <date>; <machine>; <versions>.`"""
+        """`Source: `benchmarks/results/x.json`; full suite; <date>; <machine>; <versions>.`,
+        and, for a file whose `rec_lra` was measured before the default mirror changed, that
+        its `rec_lra` is the previous default."""
         parts = [f"`{self.shown_path}`", f"{self.suite} suite", self.date or "date not recorded",
                  machine_text(self.machine),
                  ", ".join(f"{k} {v}" for k, v in self.data["versions"].items())]
-        return "Source: " + "; ".join(parts) + "."
+        text = "Source: " + "; ".join(parts) + "."
+        if self.previous_default():
+            text += (" Measured before rec_lra's default mirror changed "
+                     f"({variants.DEFAULT_MIRROR_SINCE}): its `rec_lra` is the previous default "
+                     "(`rec_lra-mirror_every1`: the mirror every step, untracked synapses).")
+        return text
+
+    def previous_default(self):
+        """Whether this file's `rec_lra` (a run's rule, or a key of its `rules`) was measured
+        before `variants.DEFAULT_MIRROR_SINCE`."""
+        if not self.date or self.date[:10] >= variants.DEFAULT_MIRROR_SINCE:
+            return False
+
+        def mentions(o):
+            if isinstance(o, dict):
+                rules = o.get("rules")
+                if o.get("rule") == "rec_lra" or (isinstance(rules, dict) and "rec_lra" in rules):
+                    return True
+                # (A run's trainer config names the base rule of every rec_lra variant.)
+                return any(mentions(v) for k, v in o.items() if k not in ("config", "key"))
+            if isinstance(o, list):
+                return any(mentions(v) for v in o)
+            return False
+        return mentions(self.data)
 
     def intro(self, budget=False):
         """Lines that open a subsection on this file: its label, its `notes` (what a reader
