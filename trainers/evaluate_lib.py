@@ -8,7 +8,7 @@ import tensorflow as tf
 
 import rlra_tf  # noqa: F401  (registers the layers, models and schedules for loading)
 from rlra_tf import data
-from rlra_tf.models.aligned_model import checked_class_ids
+from rlra_tf.models.labels import checked_class_ids
 from trainers.errors import TrainerError
 from trainers.input_pipeline import bad_labels_message
 from trainers.workdirs import CONFIG_FILE, MODEL_FILE, read_json

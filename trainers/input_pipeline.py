@@ -12,7 +12,7 @@ import re
 import tensorflow as tf
 
 from rlra_tf import data
-from rlra_tf.models.aligned_model import checked_class_ids
+from rlra_tf.models.labels import checked_class_ids
 from trainers.errors import fail
 
 

@@ -4,113 +4,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from rlra_tf import distribute
 from rlra_tf import rules as rules_lib
+from rlra_tf.models import labels as labels_lib
+from rlra_tf.models import local_step
 from rlra_tf.models.blocks import AlignedBlock
 from rlra_tf.trace import Trace
-
-
-def checked_class_ids(ids, num_classes, where=None):
-    """`ids` (class ids, any shape), asserted to be integers in `[0, num_classes)`.
-
-    The check runs where `ids` are used: eagerly at once, in a graph as an assertion whose
-    `InvalidArgumentError` names the first bad value, e.g. "Received a label value of 10
-    which is outside the valid range [0, 10) of this model (num_classes=10)". Float ids must
-    be whole numbers. `where` (e.g. `"train data"`) is added to the message. The check itself
-    is a comparison and a reduction; the message is only built when it fails. XLA drops
-    assertions, so inside an XLA-compiled function it checks nothing.
-    """
-    ids = tf.convert_to_tensor(ids)
-    if not (ids.dtype.is_integer or ids.dtype.is_floating):
-        raise ValueError(
-            f"Expected class ids of an integer or float dtype, received: labels of dtype "
-            f"{ids.dtype.name}"
-        )
-    good = (ids >= 0) & (ids < tf.cast(num_classes, ids.dtype))
-    whole = None
-    if ids.dtype.is_floating:
-        whole = tf.equal(ids, tf.floor(ids))
-        good = good & whole
-    place = f" ({where})" if where else ""
-
-    def message():
-        flat = tf.reshape(good, [-1])
-        bad = tf.boolean_mask(tf.reshape(ids, [-1]), tf.logical_not(flat))[0]
-        text = tf.strings.format(
-            "Received a label value of {}" + place + " which is outside the valid range "
-            f"[0, {num_classes}) of this model (num_classes={num_classes})", bad)
-        if whole is not None:
-            fraction = tf.strings.format(
-                "Received a label value of {}" + place + ", which is not a class id: expected "
-                f"integers in [0, {num_classes}) (this model has num_classes={num_classes}) or "
-                f"one-hot labels of width {num_classes}", bad)
-            text = tf.where(tf.equal(bad, tf.floor(bad)), text, fraction)
-        return text
-
-    return _checked(ids, tf.reduce_all(good), message)
-
-
-def _checked(value, good, message):
-    """`value`, passed through an assertion of `good` whose `message` (a callable returning a
-    string tensor) is only built when it fails.
-
-    The value flows through the assertion's `tf.cond` (a data dependency): Grappler drops a
-    control dependency on an `Identity` when it fuses the ops after it, and the unchecked
-    value would then reach them first.
-    """
-
-    def fail():
-        text = message()
-        if tf.executing_eagerly():  # the sentence itself, as the graph's assertion gives it
-            raise tf.errors.InvalidArgumentError(None, None, text.numpy().decode())
-        with tf.control_dependencies([tf.debugging.Assert(False, [text])]):
-            return tf.identity(value)
-
-    return tf.cond(good, lambda: tf.identity(value), fail)
-
-
-def _on_tpu(strategy):
-    return "TPU" in type(strategy).__name__
-
-
-def has_accelerator():
-    return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
-
-
-def resolve_jit_compile(jit_compile):
-    """`"auto"` means XLA on GPU/TPU and not on CPU (where it makes conv training slower)."""
-    if jit_compile in ("auto", None):
-        return has_accelerator()
-    if isinstance(jit_compile, bool):
-        return jit_compile
-    raise ValueError(
-        f"Expected jit_compile to be True, False or 'auto', received: jit_compile={jit_compile!r}"
-    )
-
-
-class _JitStep:
-    """Wraps `(x, labels, step) -> (pairs, assignments, logits)` as an XLA function returning
-    tensors only.
-
-    The variables the updates and assignments belong to are fixed when the function is
-    traced; a plain object (not Keras-tracked) keeps them.
-    """
-
-    def __init__(self, step_pairs):
-        self.variables = None
-        self.assigned = None
-
-        def step(x, labels, iteration, sample_weight):
-            pairs, assigns, logits = step_pairs(x, labels, iteration,
-                                                sample_weight=sample_weight)
-            self.variables = [v for _, v in pairs]
-            self.assigned = [v for _, v in assigns]
-            return [u for u, _ in pairs], [a for a, _ in assigns], logits
-
-        self.fn = tf.function(step, jit_compile=True)
-
-    def __call__(self, x, labels, iteration, sample_weight=None):
-        return self.fn(x, labels, iteration, sample_weight)
 
 
 @keras.saving.register_keras_serializable(package="rlra_tf")
@@ -349,7 +247,7 @@ class AlignedModel(keras.Model):
             )
         self.rule = rules_lib.get(rule)
         self.label_smoothing = float(label_smoothing)
-        jit = resolve_jit_compile(jit_compile)
+        jit = local_step.resolve_jit_compile(jit_compile)
         strategy = tf.distribute.get_strategy()
         # Under a multi-replica strategy Keras' own XLA wrapper fails (resource on another
         # device); the per-replica maths is compiled on its own instead (BUILD_NOTES.md).
@@ -370,7 +268,7 @@ class AlignedModel(keras.Model):
         self._step_fn = None
         # Assertions cannot run inside XLA (Keras' jit_compile, or any step on a TPU): there
         # the label values go unchecked (the shapes still are).
-        self._check_label_values = not (self.jit_compile or _on_tpu(strategy))
+        self._check_label_values = not (self.jit_compile or local_step.on_tpu(strategy))
         if self.built:
             self._build_optimizer()
 
@@ -412,118 +310,18 @@ class AlignedModel(keras.Model):
     # ----------------------------------------------------------------------------- labels
 
     def class_labels(self, y, check_values=True):
-        """Class ids or one-hot labels `y` as float32 one-hot rows `(batch, num_classes)`.
-
-        Class ids: shape `(batch,)` or `(batch, 1)`, integers or whole floats in
-        `[0, num_classes)` (asserted with `checked_class_ids` unless `check_values` is
-        False). One-hot: shape `(batch, num_classes)`, any numeric dtype. Any other shape is
-        a `ValueError` naming it and `num_classes`. No smoothing (`one_hot_labels` smooths).
-        """
-        y = tf.convert_to_tensor(y)
-        k = self.num_classes
-        rank, width = y.shape.rank, (y.shape[-1] if y.shape.rank else None)
-        if rank is None:  # a step retraced for labels of another rank (Keras relaxes shapes)
-            return self._labels_of_unknown_rank(y, check_values)
-        if rank == 2 and width is not None and width != 1:
-            if width != k:
-                raise ValueError(
-                    f"Received one-hot labels of width {width} (labels of shape "
-                    f"{tuple(y.shape.as_list())}), but this model has num_classes={k}: expected "
-                    f"one-hot labels of shape (batch, {k}) or class ids of shape (batch,)"
-                )
-            return tf.cast(y, tf.float32)
-        if rank == 0 or rank > 2 or (rank == 2 and width is None):
-            raise ValueError(
-                f"Expected class ids of shape (batch,) or one-hot labels of shape (batch, {k}) "
-                f"for this model (num_classes={k}), received: labels of shape "
-                f"{tuple(y.shape.as_list())}"
-            )
-        ids = tf.reshape(y, [-1])
-        if check_values:
-            ids = checked_class_ids(ids, k)
-        elif not (ids.dtype.is_integer or ids.dtype.is_floating):
-            checked_class_ids(ids, k)  # raises the dtype error
-        return tf.one_hot(tf.cast(ids, tf.int32), k, dtype=tf.float32)
-
-    def _labels_of_unknown_rank(self, y, check_values):
-        """`class_labels` decided at run time, for labels whose rank is not known."""
-        k = self.num_classes
-        shape, rank = tf.shape(y), tf.rank(y)
-        last = tf.concat([shape, [1]], 0)[tf.maximum(rank - 1, 0)]
-
-        def one_hot():
-            labels = tf.cast(y, tf.float32)
-            if check_values:
-                labels = _checked(labels, tf.equal(last, k), lambda: tf.strings.format(
-                    "Received one-hot labels of width {}, but this model has "
-                    f"num_classes={k}: expected one-hot labels of shape (batch, {k}) or "
-                    "class ids of shape (batch,)", last))
-            return tf.reshape(labels, [-1, k])
-
-        def class_ids():
-            ids = y
-            if check_values:
-                good = tf.logical_or(tf.equal(rank, 1), tf.equal(rank, 2))
-                ids = _checked(ids, good, lambda: tf.strings.format(
-                    "Expected class ids of shape (batch,) or one-hot labels of shape "
-                    f"(batch, {k}) for this model (num_classes={k}), received: labels of "
-                    "shape {}", shape))
-                ids = checked_class_ids(tf.reshape(ids, [-1]), k)
-            return tf.one_hot(tf.cast(tf.reshape(ids, [-1]), tf.int32), k, dtype=tf.float32)
-
-        return tf.cond(tf.logical_and(tf.equal(rank, 2), tf.not_equal(last, 1)),
-                       one_hot, class_ids)
+        """`rlra_tf.models.labels.class_labels` for this model's `num_classes`: class ids or
+        one-hot labels `y` as float32 one-hot rows `(batch, num_classes)`, unsmoothed."""
+        return labels_lib.class_labels(y, self.num_classes, check_values=check_values)
 
     def smooth(self, labels):
         """One-hot `labels` with the compiled `label_smoothing` applied."""
-        if not self.label_smoothing:
-            return labels
-        return labels * (1.0 - self.label_smoothing) + self.label_smoothing / self.num_classes
+        return labels_lib.smoothed(labels, self.num_classes, self.label_smoothing)
 
     def one_hot_labels(self, y):
         """Class ids or one-hot labels to float32 one-hot, smoothed if asked (checked as
         `class_labels`): what the rules take as `labels`."""
-        return self.smooth(self.class_labels(y))
-
-    def _step_labels(self, x, y):
-        """`class_labels` for a step: value checks where the step can assert, and the
-        batch sizes of `x` and `y` compared."""
-        labels = self.class_labels(y, check_values=self._check_label_values)
-        nx = tf.TensorShape(getattr(x, "shape", None))
-        if nx.rank and nx[0] is not None and labels.shape[0] is not None \
-                and nx[0] != labels.shape[0]:
-            raise ValueError(
-                f"Expected as many labels as inputs, received: {nx[0]} inputs and "
-                f"{labels.shape[0]} labels"
-            )
-        return labels
-
-    def _sample_weights(self, sample_weight, labels):
-        """`sample_weight` as float32 of shape `(batch,)`, or None."""
-        if sample_weight is None:
-            return None
-        synchronized = [u.name for u in self.unit_layers if u.synchronized_norm]
-        if synchronized and not self.rule.uses_backprop:
-            raise ValueError(
-                "Sample and class weights are not supported with synchronised BatchNorm "
-                f"(norm='sync_batch', units {synchronized[:3]}) under rule "
-                f"{self.rule.name!r}; use norm='batch' or train without weights"
-            )
-        w = tf.cast(tf.convert_to_tensor(sample_weight), tf.float32)
-        if w.shape.rank is not None and not (
-                w.shape.rank == 1 or (w.shape.rank == 2 and w.shape[-1] == 1)):
-            raise ValueError(
-                "Expected one sample weight per example, shape (batch,) or (batch, 1), "
-                f"received: sample_weight of shape {tuple(w.shape.as_list())}"
-            )
-        w = tf.reshape(w, [-1])
-        n, m = w.shape[0], labels.shape[0]
-        if n is not None and m is not None and n != m:
-            raise ValueError(
-                f"Expected one sample weight per example, received: {n} sample weights "
-                f"for {m} examples"
-            )
-        return w
+        return labels_lib.one_hot_labels(y, self.num_classes, self.label_smoothing)
 
     # ----------------------------------------------------------------------------- the step
 
@@ -573,41 +371,7 @@ class AlignedModel(keras.Model):
         with tf.GradientTape(persistent=True) as tape:
             trace = self.trace(self._noisy(x, iteration), training=True, local=True)
 
-        def signals_for(pres, signals, weighted):
-            # The signals (float32) meet the pre-activations in their compute dtype, as they
-            # are: the division by the batch size (and the rule's `scale`) is applied to the
-            # parameter-sized results, not to activation-sized tensors. With sample weights
-            # each example's signal is weighted for the updates (docs/ALGORITHM.md#sample-weights).
-            out = []
-            for p, s in zip(pres, signals):
-                s = tf.stop_gradient(tf.cast(s, tf.float32))
-                if weighted:
-                    s = s * tf.reshape(sample_weight, [-1] + [1] * (s.shape.rank - 1))
-                out.append(tf.cast(s, p.dtype))
-            return out
-
-        def local_gradients(pres, signals, sources=(), scale=1.0, parameters=None):
-            sources = list(sources)
-            params = variables if parameters is None else list(parameters)
-            k = len(params)
-            weighted = sample_weight is not None
-            if not weighted or not sources:
-                grads = tape.gradient(pres, params + sources,
-                                      output_gradients=signals_for(pres, signals, weighted))
-                own, from_sources = grads[:k], grads[k:]
-            else:
-                # The updates take the weighted signals, the errors a unit sends down (taken
-                # at `sources`, in front of its BatchNorm) the unweighted ones.
-                own = tape.gradient(pres, params,
-                                    output_gradients=signals_for(pres, signals, True))
-                from_sources = tape.gradient(pres, sources,
-                                             output_gradients=signals_for(pres, signals, False))
-            # The updates of the float32 variables come out in float32.
-            factor = scale / tf.cast(tf.shape(pres[0])[0], tf.float32)
-            own = {id(v): (tf.cast(g, tf.float32) * factor, v)
-                   for g, v in zip(own, params) if g is not None}
-            return own, from_sources
-
+        local_gradients = local_step.local_gradients_fn(tape, variables, sample_weight)
         pairs = self.rule.updates(trace, labels, local_gradients)
         # The mirror's noise (seeded by the step) after every update: it only needs the
         # weights, so nothing else would stop it from running during the forward pass and
@@ -643,16 +407,15 @@ class AlignedModel(keras.Model):
         """
         x = tf.convert_to_tensor(x)
         labels = self.class_labels(y)
+        weights = labels_lib.sample_weights(sample_weight, labels, self.unit_layers, self.rule)
         pairs, assigns, _ = self._step_pairs(
-            x, self.smooth(labels), self._iteration(), scale_loss=False,
-            sample_weight=self._sample_weights(sample_weight, labels),
-        )
+            x, self.smooth(labels), self._iteration(), scale_loss=False, sample_weight=weights)
         return pairs, assigns
 
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        labels = self._step_labels(x, y)
-        weights = self._sample_weights(sample_weight, labels)
+        labels = labels_lib.step_labels(x, y, self.num_classes, self._check_label_values)
+        weights = labels_lib.sample_weights(sample_weight, labels, self.unit_layers, self.rule)
         targets = self.smooth(labels)
         iteration = self._iteration()
         if self._inner_jit:
@@ -675,57 +438,9 @@ class AlignedModel(keras.Model):
         if replicas > 1:
             # The optimiser sums across replicas; the updates are per-replica batch means.
             updates = [u / replicas for u in updates]
-        self._apply_step(updates, variables, values, assigned)
+        local_step.apply_step(self.optimizer, self.rule.tracked_synapses(self.unit_layers),
+                              updates, variables, values, assigned)
         return self._update_metrics(x, y, labels, logits, sample_weight)
-
-    def _apply_step(self, updates, variables, values, assigned):
-        """Writes one step: the assignments (`values` to `assigned`: the mirror), then the
-        optimiser's updates; the synapses the rule tracks (`Rule.tracked_synapses`) also
-        receive their kernel's step, plus their own decay.
-
-        For a tracked pair `(F, W)`: before the optimiser `F <- k_F * F - k_W * W`, after it
-        `F <- F + W`, so `F` gains exactly `W`'s step without `W`'s decay and loses its own:
-        `k_v = 1 - learning_rate * weight_decay` when the optimiser's decoupled weight decay
-        applies to `v` (its own exclusion rules), else 1. Every value is identical on every
-        replica (deterministic noise, replicated weights and steps): assigned locally.
-        """
-        tracked = self.rule.tracked_synapses(self.unit_layers)
-        if not tracked:
-            if values:
-                distribute.assign_replicated(assigned, values)
-            self.optimizer.apply(updates, variables)
-            return
-        pending = {id(v): a for a, v in zip(values, assigned)}
-        tracked_ids = {id(f) for f, _ in tracked}
-        rest = [(a, v) for a, v in zip(values, assigned) if id(v) not in tracked_ids]
-        if rest:
-            distribute.assign_replicated([v for _, v in rest], [a for a, _ in rest])
-        kept = self._decay_kept()
-        differences = []
-        # After every update exists (and every check on the batch passed): nothing is written
-        # by a step that fails.
-        with tf.control_dependencies(updates + values):
-            for f, w in tracked:
-                value = pending.get(id(f))
-                value = tf.convert_to_tensor(f) if value is None else value
-                differences.append(kept(f) * value - kept(w) * tf.convert_to_tensor(w))
-        distribute.assign_replicated([f for f, _ in tracked], differences)
-        self.optimizer.apply(updates, variables)
-        distribute.assign_replicated(
-            [f for f, _ in tracked],
-            [tf.convert_to_tensor(f) + tf.convert_to_tensor(w) for f, w in tracked],
-        )
-
-    def _decay_kept(self):
-        """`v -> 1 - learning_rate * weight_decay` for the variables the optimiser's
-        decoupled weight decay applies to at this step, `1.0` for the others."""
-        optimizer = self.optimizer
-        decay = getattr(optimizer, "weight_decay", None)
-        if not decay:
-            return lambda v: 1.0
-        factor = 1.0 - tf.cast(optimizer.learning_rate, tf.float32) * float(decay)
-        # Keras' own rule for which variables it decays (`exclude_from_weight_decay`).
-        return lambda v: factor if optimizer._use_weight_decay(v) else 1.0
 
     def _step_pairs(self, x, labels, iteration, scale_loss=True, sample_weight=None):
         out, assigns, logits = self._per_replica_updates(x, labels, iteration, scale_loss,
@@ -737,7 +452,7 @@ class AlignedModel(keras.Model):
     def _jit_step(self):
         """The per-replica maths as its own XLA program (tensors in, tensors out)."""
         if self._step_fn is None:
-            self._step_fn = _JitStep(self._step_pairs)
+            self._step_fn = local_step.JitStep(self._step_pairs)
         return self._step_fn
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
@@ -761,8 +476,9 @@ class AlignedModel(keras.Model):
 
     def test_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
-        labels = self._step_labels(x, y)
-        self._sample_weights(sample_weight, labels)  # the shape check
+        labels = labels_lib.step_labels(x, y, self.num_classes, self._check_label_values)
+        # Only checked: the loss and the metrics take `sample_weight` as given.
+        labels_lib.sample_weights(sample_weight, labels, self.unit_layers, self.rule)
         logits = self(x, training=False)
         return self._update_metrics(x, y, labels, logits, sample_weight)
 

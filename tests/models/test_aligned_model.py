@@ -11,7 +11,7 @@ import tensorflow as tf
 import rlra_tf
 from rlra_tf import rules
 from rlra_tf.models import mlp, resnet
-from rlra_tf.models.aligned_model import checked_class_ids
+from rlra_tf.models.labels import checked_class_ids
 
 
 def blobs(n=240, dim=10, k=3, seed=0):
