@@ -65,8 +65,9 @@ def test_feedback_weights_are_non_trainable_and_counted_apart():
 def test_which_rules_move_the_error_synapses():
     x, y = blobs(n=32)
     for rule, moves in [("rec_lra", True), ("lra", True), ("fa", False), ("wm", True),
-                        ("dfa", False), (rules.RecLRA(synapse_update="fixed"), False),
-                        (rules.RecLRA(mirror_rate=0.0), False)]:
+                        ("kp", True), ("dfa", False), (rules.RecLRA(synapse_update="fixed"), False),
+                        (rules.RecLRA(mirror_rate=0.0, mirror_track=False), False),
+                        (rules.RecLRA(mirror_rate=0.0), True)]:  # tracked: F follows W's steps
         model = small_model()
         before = [w.numpy().copy() for w in model.feedback_weights]
         model.compile(optimizer="sgd", rule=rule, jit_compile=False)
