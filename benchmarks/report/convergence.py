@@ -61,7 +61,10 @@ def _parts(results, out_dir, verdicts):
         lines += ["", f"### {what}"] + src.intro() + ["", reach_table(summary, thresholds), "",
                   verdicts[by_epochs].render(f"{what}: epochs, rec_lra vs bp"), "",
                   verdicts[by_seconds].render(f"{what}: wall-clock, rec_lra vs bp")]
-    return lines
+    return lines + ["", "### The first epoch", "", "Test accuracy after one epoch of the "
+                    "accuracy budget (ResNet-20: the runs above; ResNet-32: the depth study's), "
+                    "means over seeds.", "",
+                    verdicts["convergence.first_epoch"].render("no early lag")]
 
 
 INTRO = ("The paper claims rec-LRA converges sooner than backprop; it gives no numbers for "

@@ -284,7 +284,7 @@ def step_cost_verdict(rows, bar):
     rec, bp = sub["rec_lra"], sub["bp"]
     ratio = rec["mean_cpu_ratio_to_bp"]
     parts = [f"{where}: rec_lra/bp CPU time per step {ratio:.3f} (ratio of the means; bar "
-             f"<= {bar['max_cpu_ratio']:.2f})"]
+             f"<= {bar['max_cpu_ratio']:.2f}; of the medians {rec['cpu_ratio_to_bp']:.3f})"]
     previous = sub.get("rec_lra-mirror_every1")
     parts.append("the previous default (rec_lra-mirror_every1: the mirror every step, "
                  "untracked) "
