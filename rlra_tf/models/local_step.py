@@ -109,31 +109,28 @@ def apply_step(optimizer, tracked, updates, variables, values, assigned):
     applies to `v` (its own exclusion rules), else 1. Every value is identical on every
     replica (deterministic noise, replicated weights and steps): assigned locally.
     """
-    if not tracked:
-        if values:
-            distribute.assign_replicated(assigned, values)
-        optimizer.apply(updates, variables)
-        return
-    pending = {id(v): a for a, v in zip(values, assigned)}
     tracked_ids = {id(f) for f, _ in tracked}
     rest = [(a, v) for a, v in zip(values, assigned) if id(v) not in tracked_ids]
     if rest:
         distribute.assign_replicated([v for _, v in rest], [a for a, _ in rest])
-    kept = _decay_kept(optimizer)
-    differences = []
-    # After every update exists (and every check on the batch passed): nothing is written
-    # by a step that fails.
-    with tf.control_dependencies(updates + values):
-        for f, w in tracked:
-            value = pending.get(id(f))
-            value = tf.convert_to_tensor(f) if value is None else value
-            differences.append(kept(f) * value - kept(w) * tf.convert_to_tensor(w))
-    distribute.assign_replicated([f for f, _ in tracked], differences)
+    if tracked:
+        pending = {id(v): a for a, v in zip(values, assigned)}
+        kept = _decay_kept(optimizer)
+        differences = []
+        # After every update exists (and every check on the batch passed): nothing is
+        # written by a step that fails.
+        with tf.control_dependencies(updates + values):
+            for f, w in tracked:
+                value = pending.get(id(f))
+                value = tf.convert_to_tensor(f) if value is None else value
+                differences.append(kept(f) * value - kept(w) * tf.convert_to_tensor(w))
+        distribute.assign_replicated([f for f, _ in tracked], differences)
     optimizer.apply(updates, variables)
-    distribute.assign_replicated(
-        [f for f, _ in tracked],
-        [tf.convert_to_tensor(f) + tf.convert_to_tensor(w) for f, w in tracked],
-    )
+    if tracked:
+        distribute.assign_replicated(
+            [f for f, _ in tracked],
+            [tf.convert_to_tensor(f) + tf.convert_to_tensor(w) for f, w in tracked],
+        )
 
 
 def _decay_kept(optimizer):
